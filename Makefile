@@ -1,0 +1,57 @@
+# advdetect: the two commands of the README, and a few helpers.
+#   make book [PROFILE=cpu|smoke|paper]   set up, execute every notebook of _toc.yml with papermill, render the HTML
+#   make test                             set up, unit tests, then pytest --nbval-lax notebooks/ at the smoke profile
+# Set-up creates .venv if it is missing and installs the pinned requirements and the package (once per change).
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PROFILE  ?= cpu
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: setup book execute render test unit nbval bench lab clean-cache help
+
+help:
+	@sed -n '2,4p' Makefile
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, alone and pinned, so that nothing pulls a CUDA build on a CPU-only machine
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+book: setup
+	$(PY) -m advdetect.book all --profile $(PROFILE)
+
+execute: setup
+	$(PY) -m advdetect.book execute --profile $(PROFILE)
+
+render: setup
+	$(PY) -m advdetect.book render
+
+unit: setup
+	$(PY) -m pytest tests
+
+nbval: setup
+	ADVDETECT_PROFILE=smoke ADVDETECT_HEADLESS=1 TQDM_DISABLE=1 $(PY) -m pytest --nbval-lax notebooks/
+
+test: setup
+	$(PY) -m pytest tests
+	ADVDETECT_PROFILE=smoke ADVDETECT_HEADLESS=1 TQDM_DISABLE=1 $(PY) -m pytest --nbval-lax notebooks/
+
+bench: setup
+	$(PY) benchmarks/attack_throughput.py
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-cache:
+	rm -rf .cache/advdetect

@@ -1,0 +1,310 @@
+"""One projected-gradient engine for every white-box attack of both papers.
+
+:func:`attack` minimises a per-sample *objective* over a threat model. The objective is any callable
+``objective(x_adv, y) -> loss`` (shape ``(B,)``), or ``-> (loss, success)`` with a boolean ``(B,)`` success mask
+computed from the same forward pass; ``y`` is whatever per-sample tensor (or tuple of tensors) the objective
+needs - labels, targets - and is sliced together with ``x`` when the engine works in chunks. An adaptive attack
+is therefore just another objective (see :mod:`advdetect.losses`).
+
+Threat models (``norm``): ``"linf"``, ``"l2"``, ``"l1"`` (projection onto the L1 ball; sparse steepest descent),
+``"l0"`` (at most ``eps`` changed coordinates: k-sparse projection). ``eps=math.inf`` leaves only the box.
+Every iterate is clipped to the box ``bounds`` (default [0, 1]) and then projected onto the eps-ball, which
+keeps it inside both.
+
+Step rules (``rule``):
+
+``"steepest"``  normalised steepest descent of the threat model's norm: sign for L-inf (``"sign"`` is an alias),
+                g/||g||_2 for L2 and L0, the sparse L1 direction (top ``l1_quantile`` of |g| among coordinates
+                that can still move) for L1;
+``"adam"``      Adam on the perturbation (learning rate = step size, moments reset at every restart), GAT's
+                MNIST attack;
+``"momentum"``  MIM: g_t = decay * g_{t-1} + grad / ||grad||_1, then a steepest step along g_t.
+
+FGSM is one ``"sign"`` step of size eps (:func:`fgsm`). With ``restarts > 1`` every restart after the first
+starts at a random point; each sample keeps its best iterate over all steps and restarts: a successful one
+before an unsuccessful one, else the lowest objective. With ``early_stop`` a chunk stops once all its samples
+succeeded. Everything is batched; the device is the one ``x`` lives on (move ``x`` to the model's device).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+NORMS = ("linf", "l2", "l1", "l0")
+RULES = ("steepest", "sign", "adam", "momentum")
+
+Objective = Callable[[torch.Tensor, Any], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
+
+
+@dataclass
+class AttackResult:
+    """Best iterate per sample, its objective value, its success flag (None if the objective gives none)
+    and the number of gradient evaluations spent."""
+
+    x_adv: torch.Tensor
+    loss: torch.Tensor
+    success: torch.Tensor | None
+    gradient_evaluations: int
+
+    def __iter__(self):  # allows ``x_adv, loss, success, n = attack(...)``
+        return iter((self.x_adv, self.loss, self.success, self.gradient_evaluations))
+
+
+# ------------------------------------------------------------------------------------------------------ geometry
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample norm of a perturbation (L0 counts non-zero coordinates)."""
+    d = _flat(delta)
+    if norm == "linf":
+        return d.abs().amax(1)
+    if norm == "l2":
+        return d.norm(dim=1)
+    if norm == "l1":
+        return d.abs().sum(1)
+    if norm == "l0":
+        return (d != 0).sum(1).to(delta.dtype)
+    raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def project_l1_ball(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Euclidean projection of each sample onto the L1 ball of radius eps (Duchi et al. 2008, sort-based)."""
+    d = _flat(delta)
+    a = d.abs()
+    inside = a.sum(1) <= eps
+    if bool(inside.all()):
+        return delta
+    s, _ = a.sort(1, descending=True)
+    cs = s.cumsum(1)
+    k = torch.arange(1, d.shape[1] + 1, device=d.device, dtype=d.dtype)
+    cond = s * k > (cs - eps)
+    rho = (cond * torch.arange(d.shape[1], device=d.device)).amax(1, keepdim=True)
+    theta = (cs.gather(1, rho) - eps) / (rho + 1).to(d.dtype)
+    out = torch.sign(d) * (a - theta).clamp_min(0)
+    out = torch.where(inside[:, None], d, out)
+    return out.view_as(delta)
+
+
+def project_l0_ball(delta: torch.Tensor, k: float) -> torch.Tensor:
+    """Keep the ``k`` coordinates of largest magnitude of each sample, zero the rest."""
+    d = _flat(delta)
+    k = int(k)
+    if k >= d.shape[1]:
+        return delta
+    if k <= 0:
+        return torch.zeros_like(delta)
+    thresh = d.abs().topk(k, dim=1).values[:, -1:]
+    keep = d.abs() >= thresh
+    # ties could keep more than k: keep the first k of them
+    keep &= keep.cumsum(1) <= k
+    return (d * keep).view_as(delta)
+
+
+def project(delta: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """Project perturbations onto the eps-ball of ``norm``."""
+    if math.isinf(eps):
+        return delta
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    if norm == "l2":
+        n = _flat(delta).norm(dim=1).clamp_min(1e-12)
+        return delta * _view(torch.clamp(eps / n, max=1.0), delta)
+    if norm == "l1":
+        return project_l1_ball(delta, eps)
+    if norm == "l0":
+        return project_l0_ball(delta, eps)
+    raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def random_perturbation(x: torch.Tensor, norm: str, eps: float, bounds: tuple[float, float],
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random perturbation inside the eps-ball (and, after the caller's clipping, the box).
+
+    L-inf: uniform in the ball; L2: uniform direction, radius uniform in [0, eps]; L1: Laplace direction,
+    radius uniform in [0, eps]; L0: eps random coordinates set to uniform values of the box.
+    """
+    lo, hi = bounds
+    shape, dev, dt = x.shape, x.device, x.dtype
+
+    def rand(*s):
+        return torch.rand(*s, generator=generator, dtype=dt).to(dev)
+
+    def randn(*s):
+        return torch.randn(*s, generator=generator, dtype=dt).to(dev)
+
+    e = eps if not math.isinf(eps) else (hi - lo)
+    if norm == "linf":
+        return (rand(*shape) * 2 - 1) * e
+    if norm in ("l2", "l1"):
+        if norm == "l2":
+            d = randn(*shape)
+        else:
+            d = -torch.log(rand(*shape).clamp_min(1e-12)) * torch.sign(rand(*shape) - 0.5)
+        n = norms(d, norm).clamp_min(1e-12)
+        r = rand(shape[0]) * e
+        return d * _view(r / n, d)
+    if norm == "l0":
+        flat = _flat(x)
+        k = int(min(e, flat.shape[1]))
+        scores = rand(*flat.shape)
+        idx = scores.topk(k, dim=1).indices
+        values = lo + rand(flat.shape[0], k) * (hi - lo) - flat.gather(1, idx)
+        d = torch.zeros_like(flat).scatter(1, idx, values)
+        return d.view_as(x)
+    raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def steepest_direction(g: torch.Tensor, norm: str, x_adv: torch.Tensor | None = None,
+                       bounds: tuple[float, float] = (0.0, 1.0), l1_quantile: float = 0.99) -> torch.Tensor:
+    """Unit steepest-descent direction of ``norm`` for a gradient ``g`` (the caller subtracts it)."""
+    if norm == "linf":
+        return torch.sign(g)
+    if norm in ("l2", "l0"):
+        return g / _view(_flat(g).norm(dim=1).clamp_min(1e-12), g)
+    if norm == "l1":
+        a = g.abs()
+        if x_adv is not None:  # coordinates pinned at the box and pushed outward cannot move
+            lo, hi = bounds
+            stuck = ((x_adv <= lo) & (g > 0)) | ((x_adv >= hi) & (g < 0))
+            a = a.masked_fill(stuck, 0.0)
+        fa = _flat(a)
+        q = torch.quantile(fa, l1_quantile, dim=1, keepdim=True)
+        e = torch.sign(_flat(g)) * ((fa >= q) & (fa > 0))
+        e = e / e.abs().sum(1, keepdim=True).clamp_min(1.0)
+        return e.view_as(g)
+    raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+
+
+# -------------------------------------------------------------------------------------------------------- engine
+
+def _evaluate(objective: Objective, x: torch.Tensor, y: Any):
+    out = objective(x, y)
+    if isinstance(out, tuple):
+        loss, success = out
+        return loss, success.bool()
+    return out, None
+
+
+def _slice(y: Any, idx: slice):
+    if y is None:
+        return None
+    if isinstance(y, (tuple, list)):
+        return type(y)(_slice(v, idx) for v in y)
+    return y[idx]
+
+
+def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = "linf", eps: float,
+           steps: int, step_size: float, rule: str = "steepest", random_start: bool = False,
+           restarts: int = 1, early_stop: bool = False, decay: float = 0.9,
+           adam_betas: tuple[float, float] = (0.9, 0.999), l1_quantile: float = 0.99,
+           bounds: tuple[float, float] = (0.0, 1.0), batch_size: int | None = None,
+           generator: torch.Generator | None = None, progress: bool = False) -> AttackResult:
+    """Minimise ``objective`` over the eps-ball around ``x`` within the box (see the module docstring).
+
+    ``random_start`` starts the first restart at a random point of the ball. ``batch_size`` splits ``x`` (and
+    ``y``) into chunks attacked one after another; ``progress`` shows a bar over the chunks.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
+    if rule not in RULES:
+        raise ValueError(f"unknown step rule {rule!r}: choose one of {', '.join(RULES)}")
+    if steps < 0 or restarts < 1:
+        raise ValueError("steps must be >= 0 and restarts >= 1")
+    if not (eps >= 0):
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if batch_size is not None and len(x) > batch_size:
+        from .runtime import progress_bar
+
+        chunks = progress_bar(range(0, len(x), batch_size), enabled=progress, desc="attack", leave=False)
+        parts = [attack(objective, x[i:i + batch_size], _slice(y, slice(i, i + batch_size)), norm=norm, eps=eps,
+                        steps=steps, step_size=step_size, rule=rule, random_start=random_start,
+                        restarts=restarts, early_stop=early_stop, decay=decay, adam_betas=adam_betas,
+                        l1_quantile=l1_quantile, bounds=bounds, generator=generator) for i in chunks]
+        succ = None if parts[0].success is None else torch.cat([p.success for p in parts])
+        return AttackResult(torch.cat([p.x_adv for p in parts]), torch.cat([p.loss for p in parts]), succ,
+                            sum(p.gradient_evaluations for p in parts))
+
+    lo, hi = bounds
+    x = x.detach()
+    best_x = x.clone()
+    best_loss = torch.full((len(x),), math.inf, device=x.device, dtype=x.dtype)
+    best_succ: torch.Tensor | None = None
+    n_grad = 0
+
+    def keep_best(x_now, loss, succ):
+        nonlocal best_succ
+        loss = loss.detach()
+        if succ is None:
+            better = loss < best_loss
+        else:
+            if best_succ is None:
+                best_succ = torch.zeros_like(succ)
+            better = (succ & ~best_succ) | ((succ == best_succ) & (loss < best_loss))
+            best_succ = torch.where(better, succ, best_succ)
+        best_loss.copy_(torch.where(better, loss, best_loss))
+        best_x.copy_(torch.where(_view(better, x_now), x_now.detach(), best_x))
+
+    step_rule = "steepest" if rule == "sign" else rule
+    for restart in range(restarts):
+        if early_stop and best_succ is not None and bool(best_succ.all()):
+            break
+        if random_start or restart > 0:
+            delta = random_perturbation(x, norm, eps, bounds, generator)
+            delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+        else:
+            delta = torch.zeros_like(x)
+        m = torch.zeros_like(x) if step_rule in ("adam", "momentum") else None
+        v = torch.zeros_like(x) if step_rule == "adam" else None
+        for t in range(1, steps + 1):
+            x_adv = (x + delta).requires_grad_(True)
+            loss, succ = _evaluate(objective, x_adv, y)
+            (g,) = torch.autograd.grad(loss.sum(), x_adv)
+            n_grad += 1
+            keep_best(x_adv, loss, succ)
+            if early_stop and best_succ is not None and bool(best_succ.all()):
+                break
+            with torch.no_grad():
+                if step_rule == "steepest":
+                    direction = steepest_direction(g, norm, x_adv, bounds, l1_quantile)
+                elif step_rule == "momentum":
+                    m = decay * m + g / _view(_flat(g).abs().sum(1).clamp_min(1e-12), g)
+                    direction = steepest_direction(m, norm, x_adv, bounds, l1_quantile)
+                else:  # adam on the perturbation
+                    b1, b2 = adam_betas
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    direction = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + 1e-8)
+                delta = delta - step_size * direction
+                delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+        else:
+            with torch.no_grad():
+                x_last = x + delta
+                loss, succ = _evaluate(objective, x_last, y)
+            keep_best(x_last, loss, succ)
+    return AttackResult(best_x, best_loss, best_succ, n_grad)
+
+
+#: the engine under its usual name
+pgd = attack
+
+
+def fgsm(objective: Objective, x: torch.Tensor, y: Any = None, *, eps: float, **kwargs) -> AttackResult:
+    """Fast gradient sign method: one sign step of size eps (no random start)."""
+    kwargs.setdefault("norm", "linf")
+    return attack(objective, x, y, eps=eps, steps=1, step_size=eps, rule="sign", **kwargs)
+
+
+def mim(objective: Objective, x: torch.Tensor, y: Any = None, *, decay: float = 0.9, **kwargs) -> AttackResult:
+    """Momentum iterative method (Dong et al. 2018), decay 0.9 by default."""
+    return attack(objective, x, y, rule="momentum", decay=decay, **kwargs)

@@ -1,0 +1,118 @@
+"""Build the book: execute the notebooks of ``_toc.yml`` with papermill, then render HTML with Jupyter Book 1.
+
+    python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation]
+    python -m advdetect.book render
+    python -m advdetect.book all [--profile cpu]
+
+Every ``book/NN_name.ipynb`` entry of ``_toc.yml`` is produced from ``notebooks/NN_name.ipynb`` by papermill,
+in the order of the table of contents, with ``PROFILE`` passed as a parameter (and ``ADVDETECT_PROFILE`` set).
+Rendering runs ``jupyter-book build`` with execution off (the executed copies are the book), warnings as errors
+and ``--keep-going``, and prints where ``index.html`` is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import profiles
+
+NOTEBOOK = re.compile(r"^book/(\d\d_[A-Za-z0-9_]+)(\.ipynb)?$")
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``_toc.yml`` (searched upward from ``start``, default the working directory)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file() and (folder / "_config.yml").is_file():
+            return folder
+    raise SystemExit(f"no _toc.yml/_config.yml found in {here} or above: run from the advdetect checkout")
+
+
+def _files(node) -> list[str]:
+    out: list[str] = []
+    if isinstance(node, dict):
+        if "file" in node:
+            out.append(str(node["file"]))
+        for key in ("root", "chapters", "sections", "parts"):
+            if key == "root" and key in node:
+                out.append(str(node["root"]))
+            elif key in node:
+                for child in node[key]:
+                    out.extend(_files(child))
+    elif isinstance(node, list):
+        for child in node:
+            out.extend(_files(child))
+    return out
+
+
+def toc_notebooks(root: Path) -> list[tuple[Path, Path]]:
+    """(source, executed copy) pairs for every notebook chapter of ``_toc.yml``, in order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    pairs = []
+    for entry in _files(toc):
+        m = NOTEBOOK.match(entry)
+        if not m:
+            continue
+        name = m.group(1)
+        src = root / "notebooks" / f"{name}.ipynb"
+        if not src.is_file():
+            raise SystemExit(f"_toc.yml lists {entry} but its source {src} does not exist")
+        pairs.append((src, root / "book" / f"{name}.ipynb"))
+    return pairs
+
+
+def execute(root: Path, profile: str, only: list[str] | None = None) -> None:
+    import papermill as pm
+
+    profiles.check(profile)
+    os.environ[profiles.ENV_VAR] = profile
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people; the book shows results
+    os.environ.setdefault("ADVDETECT_HEADLESS", "1")
+    pairs = toc_notebooks(root)
+    if only:
+        pairs = [p for p in pairs if p[0].stem in only or p[0].stem[:2] in only]
+        if not pairs:
+            raise SystemExit(f"--only {only} matches no notebook of _toc.yml")
+    for src, dst in pairs:
+        start = time.time()
+        print(f"[book] executing {src.relative_to(root)} at profile {profile} -> {dst.relative_to(root)}", flush=True)
+        pm.execute_notebook(str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent),
+                            kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False)
+        print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
+
+
+def render(root: Path) -> Path:
+    jb = shutil.which("jupyter-book") or str(Path(sys.executable).with_name("jupyter-book"))
+    cmd = [jb, "build", str(root), "--warningiserror", "--keep-going"]
+    print("[book] " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    index = root / "_build" / "html" / "index.html"
+    print(f"[book] the book is at {index}", flush=True)
+    return index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m advdetect.book", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["execute", "render", "all"])
+    parser.add_argument("--profile", default=os.environ.get(profiles.ENV_VAR, profiles.DEFAULT_PROFILE),
+                        help=f"one of {', '.join(profiles.PROFILES)} (default: $ADVDETECT_PROFILE or cpu)")
+    parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
+    args = parser.parse_args(argv)
+    root = repo_root()
+    if args.command in ("execute", "all"):
+        execute(root, args.profile, args.only)
+    if args.command in ("render", "all"):
+        render(root)
+
+
+if __name__ == "__main__":
+    main()

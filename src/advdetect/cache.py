@@ -1,0 +1,146 @@
+"""The artefact cache: trained models and long results on disk, keyed by a hash of their configuration.
+
+Layout: ``<root>/<kind>/<key>/`` holds ``config.json`` (readable record) and one ``<name>.pt`` file per saved
+object, e.g. ``checkpoint.pt`` (rewritten after every epoch, so training resumes after an interruption) and
+``final.pt``. Files are written atomically (temporary file + rename) and read with
+``torch.load(..., weights_only=True)``: only tensors and plain Python containers and numbers, never pickled
+code. Every file embeds its configuration; a file that does not unpickle, or whose configuration differs from
+the one asked for, raises :class:`~advdetect.errors.CacheError` with the path to delete.
+
+The root is ``$ADVDETECT_CACHE`` if set, else ``.cache/advdetect`` in the project's checkout (found from the
+editable install), else ``~/.cache/advdetect``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import CacheError
+
+ENV_VAR = "ADVDETECT_CACHE"
+#: bumped when a change of the code makes older artefacts invalid
+SCHEMA = 1
+
+
+def project_root() -> Path | None:
+    """The checkout this package was installed from in editable mode, if any."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "advdetect").is_dir():
+            return parent
+    return None
+
+
+def default_root() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    root = project_root()
+    if root is not None:
+        return root / ".cache" / "advdetect"
+    return Path.home() / ".cache" / "advdetect"
+
+
+def _canonical(config: Mapping[str, Any]) -> str:
+    def conv(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {str(k): conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, float):
+            return float(f"{v:.12g}")
+        if isinstance(v, (str, int, bool)) or v is None:
+            return v
+        raise TypeError(f"cache configurations hold plain values only, got {type(v).__name__}: {v!r}")
+
+    return json.dumps(conv(dict(config)), sort_keys=True, separators=(",", ":"))
+
+
+def config_key(kind: str, config: Mapping[str, Any]) -> str:
+    """The hash that names an artefact: kind, schema version and configuration."""
+    text = f"{kind}|{SCHEMA}|{_canonical(config)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class Entry:
+    """One cached artefact: a folder of named objects sharing one configuration."""
+
+    def __init__(self, root: Path, kind: str, config: Mapping[str, Any]):
+        self.kind = kind
+        self.config = json.loads(_canonical(config))
+        self.key = config_key(kind, config)
+        self.dir = Path(root) / kind / self.key
+
+    def __repr__(self) -> str:
+        return f"Entry({self.kind}, {self.dir})"
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.pt"
+
+    def exists(self, name: str = "final") -> bool:
+        return self.path(name).is_file()
+
+    def save(self, name: str, obj: Mapping[str, Any]) -> Path:
+        """Write ``obj`` (tensors, numbers, strings and containers of them) atomically under ``name``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "config.json"
+        if not cfg.exists():
+            cfg.write_text(json.dumps({"kind": self.kind, "schema": SCHEMA, "config": self.config}, indent=2))
+        target = self.path(name)
+        tmp = target.with_suffix(".pt.tmp")
+        torch.save({"__kind__": self.kind, "__schema__": SCHEMA, "__config__": self.config, "payload": dict(obj)}, tmp)
+        os.replace(tmp, target)
+        return target
+
+    def load(self, name: str = "final", map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """Read the object saved under ``name``; raise :class:`CacheError` if it is corrupt or mismatched."""
+        target = self.path(name)
+        if not target.is_file():
+            raise CacheError(f"no cached {self.kind} artefact {name!r} at {target}")
+        try:
+            blob = torch.load(target, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure to unpickle means the file is unusable
+            raise CacheError(
+                f"cached artefact {target} cannot be read ({type(exc).__name__}: {exc}). It is corrupt or was "
+                f"written by an incompatible version: delete the folder {self.dir} to recompute it."
+            ) from exc
+        if not isinstance(blob, dict) or "payload" not in blob:
+            raise CacheError(f"cached artefact {target} is not an advdetect artefact: delete {self.dir}")
+        if blob.get("__kind__") != self.kind or blob.get("__schema__") != SCHEMA or blob.get("__config__") != self.config:
+            raise CacheError(
+                f"cached artefact {target} was written for a different configuration "
+                f"({blob.get('__kind__')}, schema {blob.get('__schema__')}) than the one asked for: "
+                f"delete the folder {self.dir} to recompute it."
+            )
+        return blob["payload"]
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ArtefactCache:
+    """Factory of :class:`Entry` objects under one root folder."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def __repr__(self) -> str:
+        return f"ArtefactCache({self.root})"
+
+    def entry(self, kind: str, config: Mapping[str, Any]) -> Entry:
+        return Entry(self.root, kind, config)
+
+    def memo(self, kind: str, config: Mapping[str, Any], compute: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """Return the cached result of ``compute()`` for this configuration, computing and saving it once."""
+        entry = self.entry(kind, config)
+        if entry.exists("result"):
+            return entry.load("result")
+        result = dict(compute())
+        entry.save("result", result)
+        return result

@@ -1,0 +1,163 @@
+"""Metrics of both papers.
+
+Conventions: a *logit score* is high for natural inputs (GAT detectors: accept when ``score >= T``); an
+*anomaly score* is high for adversarial inputs (ARCLU distances: detect when ``score > tau``). Labels and
+predictions are integer tensors or arrays.
+
+* :func:`roc_auc` - scikit-learn's ROC AUC of positives vs negatives;
+* :func:`detection_curve` - GAT Eqs. 6-7: TPR on clean data, FPR on perturbed data counting only inputs that
+  are misclassified and not rejected;
+* :func:`classification_curve` - GAT Eqs. 13-14: accuracy (correct and accepted) on clean data, error
+  (misclassified and accepted) on perturbed data, with a reject option;
+* :func:`thresholds_at_fpr`, :func:`attack_success_ratio`, :func:`asr_p` and :func:`eroc` - ARCLU Section 5:
+  per-class thresholds at p% false positives of held-out benign data, ASR-p and the expected ROC AUC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _np(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def roc_auc(positive_scores, negative_scores) -> float:
+    """Area under the ROC curve for telling positives (higher scores) from negatives (scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+
+    pos, neg = _np(positive_scores).ravel(), _np(negative_scores).ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("roc_auc needs at least one positive and one negative score")
+    labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    return float(roc_auc_score(labels, np.concatenate([pos, neg])))
+
+
+def threshold_grid(*score_sets, n: int = 400) -> np.ndarray:
+    """Sorted thresholds spanning all given scores, plus one above the maximum (accept nothing)."""
+    allv = np.concatenate([_np(s).ravel() for s in score_sets])
+    allv = allv[np.isfinite(allv)]
+    qs = np.unique(np.quantile(allv, np.linspace(0, 1, n)))
+    return np.concatenate([[-np.inf], qs, [np.nextafter(allv.max(), np.inf)]])
+
+
+@dataclass
+class Curve:
+    thresholds: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+def detection_curve(clean_scores, adv_scores, adv_pred, y, thresholds=None) -> Curve:
+    """GAT Eqs. 6-7. ``clean_scores``: logit of the detector of each clean input's predicted class;
+    ``adv_scores``/``adv_pred``: the same for the perturbed inputs and their predictions; ``y``: true labels
+    of the perturbed inputs. Returns FPR (x) and TPR (y) per threshold T (accept if score >= T)."""
+    cs, asc, ap, yy = _np(clean_scores), _np(adv_scores), _np(adv_pred), _np(y)
+    t = threshold_grid(cs, asc) if thresholds is None else np.asarray(thresholds)
+    tpr = (cs[None, :] >= t[:, None]).mean(1)
+    fooled = ap != yy
+    fpr = ((asc[None, :] >= t[:, None]) & fooled[None, :]).mean(1)
+    return Curve(t, fpr, tpr)
+
+
+def classification_curve(clean_scores, clean_pred, clean_y, adv_scores, adv_pred, adv_y, thresholds=None) -> Curve:
+    """GAT Eqs. 13-14 with a reject option: error on perturbed data (x) and accuracy on clean data (y)."""
+    cs, cp, cy = _np(clean_scores), _np(clean_pred), _np(clean_y)
+    asc, ap, ay = _np(adv_scores), _np(adv_pred), _np(adv_y)
+    t = threshold_grid(cs, asc) if thresholds is None else np.asarray(thresholds)
+    acc = ((cs[None, :] >= t[:, None]) & (cp == cy)[None, :]).mean(1)
+    err = ((asc[None, :] >= t[:, None]) & (ap != ay)[None, :]).mean(1)
+    return Curve(t, err, acc)
+
+
+def threshold_at_tpr(clean_scores, tpr: float) -> float:
+    """The largest threshold T with at least ``tpr`` of the clean scores >= T."""
+    s = np.sort(_np(clean_scores).ravel())[::-1]
+    k = max(1, int(math.ceil(tpr * len(s))))
+    return float(s[k - 1])
+
+
+def thresholds_at_fpr(benign_scores, benign_pred, fpr: float, num_classes: int) -> np.ndarray:
+    """Per-class thresholds tau_c on an anomaly score so that a fraction ``fpr`` of held-out benign inputs
+    predicted as c has a score above tau_c (ARCLU: 1% in the paper). A class with no benign input gets +inf
+    (nothing detected)."""
+    s, p = _np(benign_scores).ravel(), _np(benign_pred).ravel()
+    tau = np.full(num_classes, np.inf)
+    for c in range(num_classes):
+        sc = s[p == c]
+        if len(sc):
+            tau[c] = np.quantile(sc, 1.0 - fpr, method="higher") if fpr > 0 else sc.max()
+    return tau
+
+
+def attack_success_ratio(y, clean_pred, clean_scores, adv_pred, adv_scores, tau) -> tuple[float, int, int]:
+    """ARCLU's ASR: among inputs correctly classified and not detected before the attack, the share that is
+    misclassified and not detected after it. ``tau``: per-class thresholds on the anomaly score (detect if
+    score > tau[predicted class]). Returns (ASR, successes, eligible)."""
+    yy, cp, cs = _np(y), _np(clean_pred), _np(clean_scores)
+    ap, asc, tau = _np(adv_pred), _np(adv_scores), np.asarray(tau, dtype=float)
+    tau = np.broadcast_to(tau, (max(int(cp.max(initial=0)), int(ap.max(initial=0))) + 1,)) if tau.ndim == 0 else tau
+    eligible = (cp == yy) & (cs <= tau[cp])
+    success = eligible & (ap != yy) & (asc <= tau[ap])
+    n = int(eligible.sum())
+    return (float(success.sum() / n) if n else float("nan")), int(success.sum()), n
+
+
+def asr_p(p: float, heldout_scores, heldout_pred, y, clean_pred, clean_scores, adv_pred, adv_scores,
+          num_classes: int) -> float:
+    """ASR-p: ASR with per-class thresholds at p% false positives of held-out benign data."""
+    tau = thresholds_at_fpr(heldout_scores, heldout_pred, p / 100.0, num_classes)
+    return attack_success_ratio(y, clean_pred, clean_scores, adv_pred, adv_scores, tau)[0]
+
+
+def eroc(benign_scores, benign_pred, adv_scores, adv_pred) -> float:
+    """ARCLU's expected ROC AUC: per predicted class c, the AUC of telling adversarial (positive, higher anomaly
+    score) from benign inputs predicted as c, weighted by the share of adversarial inputs predicted as c.
+    Classes with adversarial inputs but no benign input are left out and the weights renormalised."""
+    from sklearn.metrics import roc_auc_score
+
+    bs, bp, asc, ap = _np(benign_scores), _np(benign_pred), _np(adv_scores), _np(adv_pred)
+    if len(asc) == 0:
+        return float("nan")
+    total, weight = 0.0, 0.0
+    for c in np.unique(ap):
+        a, b = asc[ap == c], bs[bp == c]
+        if len(b) == 0:
+            continue
+        labels = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+        auc = roc_auc_score(labels, np.concatenate([a, b]))
+        w = len(a) / len(asc)
+        total += w * auc
+        weight += w
+    return float(total / weight) if weight else float("nan")
+
+
+def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    den = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray, cell: float) -> float:
+    """Total-variation distance 0.5 * integral |p - q| of two densities sampled on a regular grid."""
+    return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum() * cell)
+
+
+def hellinger(p: np.ndarray, q: np.ndarray, cell: float) -> float:
+    """Hellinger distance sqrt(1 - integral sqrt(p q)) of two densities on a regular grid (0 = equal, 1 = disjoint)."""
+    bc = float((np.sqrt(np.clip(p, 0, None) * np.clip(q, 0, None))).sum() * cell)
+    return math.sqrt(max(0.0, 1.0 - bc))

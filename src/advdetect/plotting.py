@@ -1,0 +1,77 @@
+"""One plotting style for the whole book, and the figure helpers the chapters share."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+#: colours of the ten classes (tab10) and of the roles that recur across chapters
+CLASS_COLORS = [mpl.colormaps["tab10"](i) for i in range(10)]
+ROLE_COLORS = {"true": "#222222", "gat": "#1f77b4", "discriminative": "#d62728", "positive": "#1f77b4",
+               "negative": "#d62728", "adversarial": "#ff7f0e", "benign": "#2ca02c", "paper": "#7f7f7f"}
+
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "figure.figsize": (7.0, 3.6),
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "image.cmap": "viridis",
+    "lines.linewidth": 1.6,
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (call once per notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def density_1d(ax, grid: np.ndarray, true: np.ndarray, estimate: np.ndarray, positives: np.ndarray,
+               negatives: np.ndarray, title: str, color: str) -> None:
+    """GAT Fig 19 panel: estimated vs true density with the training points as a rug."""
+    g = grid.ravel()
+    ax.plot(g, true, color=ROLE_COLORS["true"], lw=1.0, label="true density")
+    ax.plot(g, estimate, color=color, label="estimated (Gibbs)")
+    top = max(true.max(), estimate.max())
+    ax.plot(positives.ravel(), np.full(len(positives), -0.04 * top), "|", color=ROLE_COLORS["positive"], ms=6,
+            alpha=0.5, label="positives")
+    ax.plot(negatives.ravel(), np.full(len(negatives), -0.09 * top), "|", color=ROLE_COLORS["negative"], ms=6,
+            alpha=0.5, label="negatives")
+    ax.set_xlim(g.min(), g.max())
+    ax.set_title(title)
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+
+
+def image_map(ax, values: np.ndarray, bounds: tuple[float, float], title: str, cmap: str = "viridis",
+              vmin=None, vmax=None):
+    """A square map of values on a regular grid (row-major, y upward) over ``bounds``^2."""
+    n = int(round(np.sqrt(values.size)))
+    im = ax.imshow(values.reshape(n, n), origin="lower", extent=(*bounds, *bounds), cmap=cmap, vmin=vmin,
+                   vmax=vmax, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    return im
+
+
+def scatter_2d(ax, positives: np.ndarray, negatives: np.ndarray, bounds: tuple[float, float], title: str) -> None:
+    """GAT Fig 20 top row: class 1 (blue) and class 0 (red) points."""
+    ax.scatter(negatives[:, 0], negatives[:, 1], s=2, color=ROLE_COLORS["negative"], alpha=0.5, lw=0)
+    ax.scatter(positives[:, 0], positives[:, 1], s=2, color=ROLE_COLORS["positive"], alpha=0.7, lw=0)
+    ax.set_xlim(*bounds)
+    ax.set_ylim(*bounds)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)

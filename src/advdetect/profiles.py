@@ -1,0 +1,203 @@
+"""Run profiles: one table of every chapter's parameters at the three scales of the book.
+
+``smoke``  CI: each notebook in a minute on two cores, on tiny subsets - it checks that the code runs.
+``cpu``    the default: the whole book on a laptop CPU on ``mnist5k``, reduced epochs and steps.
+``paper``  the papers' own settings, meant for a GPU with the full datasets.
+
+The profile is chosen by the environment variable ``ADVDETECT_PROFILE`` (default ``cpu``). A notebook's first
+cell (tagged ``parameters``) reads its defaults from here::
+
+    PROFILE: str = ad.profiles.active()
+    _P = ad.profiles.defaults("density", PROFILE)
+    STEPS_1D: int = _P["STEPS_1D"]
+
+papermill may override any of these names, ``PROFILE`` included; the next cell calls
+:func:`settle`, which re-reads the defaults of a ``PROFILE`` given by papermill for every name that was not
+overridden itself, checks the types and returns the effective settings.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from dataclasses import dataclass
+from typing import Any, MutableMapping
+
+from .errors import ProfileError
+
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
+ENV_VAR = "ADVDETECT_PROFILE"
+DEFAULT_PROFILE = "cpu"
+
+
+def _same(value: Any) -> dict[str, Any]:
+    return {p: value for p in PROFILES}
+
+
+def _by(smoke: Any, cpu: Any, paper: Any) -> dict[str, Any]:
+    return {"smoke": smoke, "cpu": cpu, "paper": paper}
+
+
+# chapter -> parameter -> profile -> value. The ``paper`` column is the papers' setting wherever the papers give
+# one; a chapter's settings table shows it beside the value in force.
+TABLE: dict[str, dict[str, dict[str, Any]]] = {
+    # GAT Appendix F: density estimation on synthetic 1D and 2D data (Figs 19, 20).
+    "density": {
+        "SEED": _same(0),
+        "HIDDEN_1D": _by(32, 128, 500),         # width of the 5 hidden layers (paper: 500)
+        "HIDDEN_2D": _by(32, 128, 500),
+        "LR": _same(1e-4),                      # Adam (the authors' synthetic notebooks: 1e-4)
+        "STEPS_1D": _by(40, 1500, 5000),        # optimiser steps, full batch (500 positives + 500 negatives)
+        "PGD_STEPS_1D": _by(5, 20, 20),         # paper: 20 steps of 0.05, L-inf eps 0.3
+        "PGD_STEP_1D": _same(0.05),
+        "EPS_1D": _same(0.3),
+        "GRID_1D": _same(2000),                 # grid points on [0, 1] for the densities
+        "STEPS_2D": _by(30, 1500, 5000),        # optimiser steps, batches of 250 positives + 250 negatives
+        "WARMUP_2D": _by(10, 300, 500),         # of which discriminative at first (the authors' notebooks: 500)
+        "BATCH_2D": _same(250),
+        "PGD_STEPS_2D": _by(3, 10, 10),         # paper: 10 steps of 0.05, L-inf eps 0.5
+        "PGD_STEP_2D": _same(0.05),
+        "EPS_2D": _same(0.5),
+        "PGD_STEP_2D_SMALL": _same(0.01),       # our addition: the same attack within L-inf 0.1
+        "EPS_2D_SMALL": _same(0.1),
+        "SETS_2D": _by(["ring"], ["ring", "grid", "spirals", "checkerboard"],
+                       ["ring", "grid", "spirals", "checkerboard"]),
+        "GRID_2D": _by(60, 200, 300),           # grid points per axis for the 2D maps
+    },
+}
+
+
+def active() -> str:
+    """The profile named by ``ADVDETECT_PROFILE`` (default ``cpu``), checked."""
+    return check(os.environ.get(ENV_VAR, DEFAULT_PROFILE))
+
+
+def check(profile: str) -> str:
+    """Return ``profile`` if it is known, else raise :class:`ProfileError` listing the choices."""
+    if profile not in PROFILES:
+        raise ProfileError(
+            f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+            f"(set {ENV_VAR} or pass -p PROFILE <name> to papermill)"
+        )
+    return profile
+
+
+def _chapter(chapter: str) -> dict[str, dict[str, Any]]:
+    if chapter not in TABLE:
+        raise ProfileError(f"unknown chapter {chapter!r}: known chapters are {', '.join(sorted(TABLE))}")
+    return TABLE[chapter]
+
+
+# What :func:`defaults` last handed out per chapter, so that :func:`settle` can tell overridden values apart.
+_ISSUED: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def defaults(chapter: str, profile: str | None = None) -> dict[str, Any]:
+    """The parameter values of ``chapter`` at ``profile`` (default: the active profile)."""
+    profile = check(profile if profile is not None else active())
+    values = {name: _copy(col[profile]) for name, col in _chapter(chapter).items()}
+    _ISSUED[chapter] = (profile, {k: _copy(v) for k, v in values.items()})
+    return values
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective parameters of one run: values, where each came from, and the paper profile's value."""
+
+    chapter: str
+    profile: str
+    params: dict[str, Any]
+    sources: dict[str, str]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.params
+
+    def paper_value(self, name: str) -> Any:
+        return TABLE[self.chapter][name]["paper"] if name in TABLE[self.chapter] else None
+
+    def differences_from_paper(self) -> dict[str, tuple[Any, Any]]:
+        """Names whose value differs from the ``paper`` profile, as ``{name: (ours, paper's)}``."""
+        return {k: (v, self.paper_value(k)) for k, v in self.params.items() if v != self.paper_value(k)}
+
+    def table(self):
+        """A pandas DataFrame of name, value, source and the paper profile's value (for display)."""
+        import pandas as pd
+
+        rows = [
+            {"parameter": k, "value": _fmt(v), "source": self.sources[k], "paper profile": _fmt(self.paper_value(k))}
+            for k, v in self.params.items()
+        ]
+        return pd.DataFrame(rows).set_index("parameter")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    if annotation is None or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is not None:
+        if not isinstance(value, origin):
+            return False
+        args = typing.get_args(annotation)
+        if origin in (list, tuple) and args and args[-1] is not Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return True
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def settle(chapter: str, namespace: MutableMapping[str, Any]) -> Settings:
+    """Finish a notebook's parameters after papermill's injection and return the effective settings.
+
+    ``namespace`` is the notebook's ``globals()``. If ``PROFILE`` was changed after :func:`defaults` ran (a
+    papermill parameter), every parameter still equal to the old profile's default takes the new profile's
+    value; a parameter that differs was overridden explicitly and is kept. Values are checked against the
+    parameters cell's type annotations (ints are accepted where floats are declared and converted).
+    """
+    table = _chapter(chapter)
+    profile = check(namespace.get("PROFILE", active()))
+    issued_profile, issued = _ISSUED.get(chapter, (profile, {}))
+    fresh = {name: _copy(col[profile]) for name, col in table.items()}
+    annotations = namespace.get("__annotations__", {}) or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in table:
+        if name not in namespace:
+            raise ProfileError(f"parameter {name} of chapter {chapter!r} is missing from the parameters cell")
+        value = namespace[name]
+        if profile != issued_profile and name in issued and value == issued[name]:
+            value = fresh[name]
+        annotation = annotations.get(name)
+        if isinstance(annotation, str):
+            annotation = eval(annotation, {"typing": typing, "list": list, "tuple": tuple})  # noqa: S307
+        if not _type_ok(value, annotation):
+            raise ProfileError(
+                f"parameter {name} must be {getattr(annotation, '__name__', annotation)}, got {value!r}"
+            )
+        if annotation is float and isinstance(value, int):
+            value = float(value)
+        namespace[name] = value
+        values[name] = value
+        sources[name] = f"profile {profile}" if value == fresh[name] else "override"
+    unknown = sorted(k for k in namespace if k.isupper() and k not in table and k != "PROFILE" and not k.startswith("_"))
+    if unknown:
+        raise ProfileError(f"unknown parameter(s) {', '.join(unknown)} for chapter {chapter!r}: "
+                           f"known are {', '.join(table)}")
+    return Settings(chapter=chapter, profile=profile, params=values, sources=sources)

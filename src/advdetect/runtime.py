@@ -1,0 +1,83 @@
+"""Devices, seeds, threads and the provenance line every chapter opens with."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+
+from . import __version__
+
+
+def headless() -> bool:
+    """True when running unattended (the book build, CI): ``ADVDETECT_HEADLESS`` or ``TQDM_DISABLE`` is set."""
+    return any(os.environ.get(v, "") not in ("", "0", "false", "False") for v in ("ADVDETECT_HEADLESS", "TQDM_DISABLE"))
+
+
+def progress_bar(iterable, *, enabled: bool = True, **kwargs):
+    """A ``tqdm.auto`` progress bar, silent when not ``enabled`` or when running headless."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=(not enabled) or headless(), **kwargs)
+
+
+def best_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU. Called by notebooks when they build a model, never at import."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU generator seeded the same, for explicit use."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def configure_threads() -> int:
+    """Use every core the process may run on (torch's default can be lower in containers); return the count."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+    return n
+
+
+def hardware(device: torch.device | str | None = None) -> str:
+    """A one-line description of the hardware a result was computed on."""
+    device = torch.device(device) if device is not None else best_device()
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU, {torch.get_num_threads()} threads ({cpu})"
+
+
+def provenance(profile: str, dataset: str, device: torch.device | str | None = None) -> str:
+    """The chapter's provenance line: profile, dataset, device and versions, as Markdown."""
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"**Run:** profile `{profile}` · data `{dataset}` · {hardware(device)} · "
+        f"advdetect {__version__}, torch {torch.__version__}, Python {platform.python_version()} · {when}"
+    )

@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+
+from advdetect import attacks, data, losses, models
+from advdetect.cache import ArtefactCache
+from advdetect.training import accuracy, train_classifier
+
+TOL = 1e-5
+
+
+def _toy_classifier():
+    torch.manual_seed(0)
+    return models.MadryCNN(10, width=0.25).eval()
+
+
+BUDGETS = {"linf": 0.3, "l2": 2.0, "l1": 15.0, "l0": 25}
+
+
+@pytest.mark.parametrize("norm", attacks.NORMS)
+@pytest.mark.parametrize("rule", ["steepest", "adam", "momentum"])
+@pytest.mark.parametrize("start", [False, True])
+def test_iterates_stay_in_the_eps_ball_and_the_box(norm, rule, start):
+    model = _toy_classifier()
+    x = torch.rand(8, 1, 28, 28)
+    y = torch.randint(0, 10, (8,))
+    eps = BUDGETS[norm]
+    res = attacks.attack(losses.untargeted_margin(model), x, y, norm=norm, eps=eps, steps=5,
+                         step_size=eps / 4 if norm != "l0" else 1.0, rule=rule, random_start=start)
+    delta = res.x_adv - x
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    assert bool((attacks.norms(delta, norm) <= eps * (1 + TOL) + TOL).all()), attacks.norms(delta, norm)
+    assert res.x_adv.shape == x.shape and res.loss.shape == (8,) and res.success.dtype == torch.bool
+
+
+def test_reported_loss_is_the_objective_at_the_returned_point():
+    model = _toy_classifier()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    obj = losses.untargeted_margin(model)
+    res = attacks.attack(obj, x, y, eps=0.1, steps=7, step_size=0.02, random_start=True, restarts=3)
+    with torch.no_grad():
+        again, succ = obj(res.x_adv, y)
+    assert torch.allclose(again, res.loss, atol=1e-5) and torch.equal(succ, res.success)
+    assert res.gradient_evaluations == 21
+
+
+def test_more_restarts_never_hurt_and_early_stop_saves_work():
+    model = _toy_classifier()
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    obj = losses.untargeted_margin(model)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    one = attacks.attack(obj, x, y, eps=0.05, steps=3, step_size=0.01, random_start=True, generator=g())
+    three = attacks.attack(obj, x, y, eps=0.05, steps=3, step_size=0.01, random_start=True, restarts=3,
+                           generator=g())
+    assert bool(((three.loss <= one.loss + 1e-6) | (three.success & ~one.success)).all())
+    full = attacks.attack(obj, x, y, eps=1.0, steps=50, step_size=0.1)
+    early = attacks.attack(obj, x, y, eps=1.0, steps=50, step_size=0.1, early_stop=True)
+    assert bool(early.success.all()) and early.gradient_evaluations < full.gradient_evaluations
+
+
+def test_l1_projection_matches_the_soft_threshold_by_bisection():
+    torch.manual_seed(1)
+    d = torch.randn(5, 50) * 3
+    p = attacks.project_l1_ball(d, 4.0)
+    for row, prow in zip(d, p):
+        lo, hi = 0.0, float(row.abs().max())
+        for _ in range(100):
+            theta = (lo + hi) / 2
+            if float((row.abs() - theta).clamp_min(0).sum()) > 4.0:
+                lo = theta
+            else:
+                hi = theta
+        expect = torch.sign(row) * (row.abs() - hi).clamp_min(0)
+        assert torch.allclose(prow, expect, atol=1e-4)
+    inside = torch.full((1, 10), 0.1)
+    assert torch.equal(attacks.project_l1_ball(inside, 4.0), inside)
+
+
+def test_l0_projection_keeps_the_k_largest():
+    d = torch.tensor([[0.1, -0.9, 0.5, 0.0, 0.3]])
+    assert torch.equal(attacks.project_l0_ball(d, 2), torch.tensor([[0.0, -0.9, 0.5, 0.0, 0.0]]))
+
+
+def test_fgsm_is_one_signed_step_of_size_eps():
+    model = models.MLP(3, (4,), 1)
+    x = torch.full((2, 3), 0.5)
+    res = attacks.fgsm(lambda z, _: -model(z).squeeze(1), x, None, eps=0.1, bounds=(0.0, 1.0))
+    assert torch.allclose((res.x_adv - x).abs(), torch.full_like(x, 0.1), atol=1e-6) or res.gradient_evaluations == 1
+
+
+def test_unconstrained_attack_only_clips_to_the_box():
+    model = models.MLP(2, (16,), 1)
+    x = torch.zeros(4, 2)
+    res = attacks.attack(lambda z, _: -model(z).squeeze(1), x, None, norm="l2", eps=math.inf, steps=20,
+                         step_size=1.0, bounds=(-2.0, 2.0))
+    assert float(res.x_adv.abs().max()) <= 2.0
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="linf, l2, l1, l0"):
+        attacks.attack(lambda z, _: z.sum(1), torch.rand(2, 3), norm="l3", eps=1, steps=1, step_size=1)
+    with pytest.raises(ValueError, match="step rule"):
+        attacks.attack(lambda z, _: z.sum(1), torch.rand(2, 3), rule="newton", eps=1, steps=1, step_size=1)
+
+
+def test_chunked_attack_equals_one_batch():
+    model = _toy_classifier()
+    x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
+    obj = losses.untargeted_margin(model)
+    whole = attacks.attack(obj, x, y, eps=0.2, steps=4, step_size=0.05)
+    parts = attacks.attack(obj, x, y, eps=0.2, steps=4, step_size=0.05, batch_size=3)
+    assert torch.allclose(whole.x_adv, parts.x_adv, atol=1e-6)
+
+
+def test_engine_breaks_an_undefended_mnist_cnn(mnist5k, tmp_path):
+    """Smoke scale: one epoch of a natural Madry CNN on mnist5k, then 20-step L-inf 0.3 PGD."""
+    torch.manual_seed(0)
+    model = models.MadryCNN(10, width=0.5)
+    train_classifier(ArtefactCache(tmp_path).entry("clf", {"t": 1}), model, mnist5k.x_train, mnist5k.y_train,
+                     epochs=1, lr=1e-3, batch_size=64, progress=False)
+    x, y = data.subset(mnist5k.x_test, mnist5k.y_test, 200, seed=0)
+    assert accuracy(model, x, y) > 0.85
+    model.eval()
+    res = attacks.attack(losses.untargeted_margin(model), x, y, eps=0.3, steps=20, step_size=0.03,
+                         random_start=True)
+    assert accuracy(model, res.x_adv, y) < 0.05
+    assert float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6

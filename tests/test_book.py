@@ -1,0 +1,45 @@
+"""The book's wiring: the table of contents, the source notebooks and their parameters cells."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advdetect import book, density, profiles
+from advdetect.models import MLP
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_toc_lists_every_notebook_in_order():
+    pairs = book.toc_notebooks(ROOT)
+    assert [src for src, _ in pairs] == SOURCES
+    assert all(dst.parent == ROOT / "book" and dst.name == src.name for src, dst in pairs)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_source_notebooks_are_stripped_and_open_with_a_parameters_cell(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip the outputs"
+    first = code[0]
+    assert "parameters" in first["metadata"].get("tags", [])
+    src = "".join(first["source"])
+    chapter = re.search(r'ad\.profiles\.defaults\("(\w+)"', src).group(1)
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*:", src, flags=re.M)) - {"PROFILE"}
+    assert names == set(profiles.TABLE[chapter]), "the parameters cell and the profile table disagree"
+    assert f'ad.profiles.settle("{chapter}", globals())' in "".join("".join(c["source"]) for c in code[1:3])
+
+
+def test_gibbs_density_integrates_to_one_on_its_grid():
+    torch.manual_seed(0)
+    model = MLP(2, (8,), 1)
+    points, cell = density.grid((0.0, 1.0), 50, dim=2)
+    p = density.gibbs_density(model, points, cell)
+    assert p.shape == (2500,) and np.isclose(p.sum() * cell, 1.0)
+    points1, cell1 = density.grid((0.0, 1.0), 100, dim=1)
+    assert points1.shape == (100, 1) and np.isclose(cell1, 0.01)

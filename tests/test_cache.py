@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from advdetect import cache as cache_mod
+from advdetect.errors import CacheError
+from advdetect.models import MLP
+from advdetect.training import fit
+
+
+def test_roundtrip_and_key_depends_on_configuration(tmp_path):
+    c = cache_mod.ArtefactCache(tmp_path)
+    e = c.entry("thing", {"a": 1, "b": [1, 2]})
+    e.save("final", {"w": torch.arange(3), "history": [{"loss": 0.5}]})
+    assert torch.equal(c.entry("thing", {"b": [1, 2], "a": 1}).load()["w"], torch.arange(3))
+    assert c.entry("thing", {"a": 2, "b": [1, 2]}).key != e.key
+    assert (e.dir / "config.json").is_file()
+
+
+def test_corrupt_file_gives_a_clear_error(tmp_path):
+    e = cache_mod.ArtefactCache(tmp_path).entry("thing", {"a": 1})
+    e.save("final", {"w": torch.zeros(2)})
+    e.path("final").write_bytes(b"not a checkpoint")
+    with pytest.raises(CacheError, match="corrupt.*delete the folder"):
+        e.load()
+
+
+def test_mismatched_configuration_gives_a_clear_error(tmp_path):
+    c = cache_mod.ArtefactCache(tmp_path)
+    a, b = c.entry("thing", {"a": 1}), c.entry("thing", {"a": 2})
+    a.save("final", {"w": torch.zeros(2)})
+    b.dir.mkdir(parents=True)
+    b.path("final").write_bytes(a.path("final").read_bytes())  # a file copied into the wrong folder
+    with pytest.raises(CacheError, match="different configuration"):
+        b.load()
+
+
+def test_only_plain_values_in_configurations(tmp_path):
+    with pytest.raises(TypeError, match="plain values"):
+        cache_mod.ArtefactCache(tmp_path).entry("thing", {"a": object()})
+
+
+def test_memo_computes_once(tmp_path):
+    calls = []
+    c = cache_mod.ArtefactCache(tmp_path)
+    f = lambda: calls.append(1) or {"x": torch.ones(1)}  # noqa: E731
+    c.memo("r", {"k": 1}, f)
+    c.memo("r", {"k": 1}, f)
+    assert len(calls) == 1
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _run(entry, epochs, stop_at=None, seen=None):
+    torch.manual_seed(0)
+    model = MLP(2, (4,), 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x = torch.randn(16, 2)
+
+    def epoch_fn(epoch):
+        if stop_at is not None and epoch == stop_at:
+            raise Interrupt
+        if seen is not None:
+            seen.append(epoch)
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss)}
+
+    return model, fit(entry, model, opt, epoch_fn, epochs, progress=False)
+
+
+def test_training_resumes_from_the_last_completed_epoch(tmp_path):
+    c = cache_mod.ArtefactCache(tmp_path)
+    ref_model, ref_hist = _run(c.entry("m", {"run": "reference"}), 5)
+    e = c.entry("m", {"run": "interrupted"})
+    with pytest.raises(Interrupt):
+        _run(e, 5, stop_at=3)
+    assert e.exists("checkpoint") and not e.exists("final") and e.load("checkpoint")["epoch"] == 3
+    seen = []
+    model, hist = _run(e, 5, seen=seen)
+    assert seen == [3, 4] and [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in ref_hist])
+    for p, q in zip(model.parameters(), ref_model.parameters()):
+        assert torch.allclose(p, q)
+    seen2 = []
+    _run(e, 5, seen=seen2)
+    assert seen2 == [] and not e.exists("checkpoint")

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from advdetect import data, synthetic
+from advdetect.errors import DataError
+
+from .conftest import SHARED_DATA
+
+
+def test_mnist5k_is_a_fixed_stratified_split(mnist5k):
+    ds = mnist5k
+    assert ds.x_train.shape == (3500, 1, 28, 28) and ds.x_val.shape == (500, 1, 28, 28)
+    assert ds.x_test.shape == (1000, 1, 28, 28)
+    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    assert float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) <= 1.0
+    assert torch.bincount(ds.y_test, minlength=10).tolist() == [100] * 10
+    again = data.load("mnist5k")
+    assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_val, ds.y_val)
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(DataError, match="mnist5k, mnist, fashion_mnist, cifar10"):
+        data.load("imagenet")
+
+
+def _write_tiny_mnist(folder, gz=True, n_train=60, n_test=20):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if gz else ""
+    data.write_idx(folder / f"train-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n_train, 28, 28)))
+    data.write_idx(folder / f"train-labels-idx1-ubyte{suffix}", np.arange(n_train) % 10)
+    data.write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n_test, 28, 28)))
+    data.write_idx(folder / f"t10k-labels-idx1-ubyte{suffix}", np.arange(n_test) % 10)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_reads_idx_files_under_the_data_root(tmp_path, monkeypatch, gz):
+    _write_tiny_mnist(tmp_path / "MNIST" / "raw", gz=gz)
+    monkeypatch.setenv("ADVDETECT_DATA", str(tmp_path))
+    ds = data.load("mnist", val_size=10)
+    assert ds.x_train.shape == (50, 1, 28, 28) and ds.x_val.shape == (10, 1, 28, 28)
+    assert ds.x_test.shape == (20, 1, 28, 28)
+    assert torch.bincount(ds.y_val, minlength=10).tolist() == [1] * 10
+
+
+def test_missing_mnist_offline_says_what_to_do(tmp_path):
+    with pytest.raises(DataError) as err:
+        data.load("mnist", root=tmp_path, download=False)
+    msg = str(err.value)
+    assert "mnist5k" in msg and "ADVDETECT_DATA" in msg and str(tmp_path) in msg
+
+
+def test_idx_reader_rejects_malformed_files(tmp_path):
+    bad = tmp_path / "bad-idx"
+    bad.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02")  # announces 5 values, holds 2
+    with pytest.raises(DataError, match="announces"):
+        data.read_idx(bad)
+
+
+def test_cifar10_python_batches_load_through_the_real_reader(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(1, 6):
+        data.write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (20, 3, 32, 32)), np.arange(20) % 10)
+    data.write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (10, 3, 32, 32)), np.arange(10) % 10)
+    ds = data.load("cifar10", root=tmp_path, val_size=10)
+    assert ds.x_train.shape == (90, 3, 32, 32) and ds.x_val.shape == (10, 3, 32, 32)
+    assert ds.x_test.shape == (10, 3, 32, 32) and ds.num_classes == 10
+    assert float(ds.x_test.max()) <= 1.0
+
+
+def test_missing_cifar10_names_the_folder(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        data.load("cifar10", root=tmp_path)
+
+
+def test_fashion_mnist_from_a_data_root(tmp_path):
+    _write_tiny_mnist(tmp_path / "FashionMNIST" / "raw")
+    ds = data.load("fashion_mnist", root=tmp_path, val_size=10)
+    assert ds.classes[0] == "T-shirt/top" and ds.x_train.shape[1:] == (1, 28, 28)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="full MNIST not present")
+def test_full_mnist_from_the_shared_data_root():
+    ds = data.load("mnist", root=SHARED_DATA)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50_000, 10_000, 10_000)
+
+
+def test_subset_is_seeded_and_stratified(mnist5k):
+    x, y = data.subset(mnist5k.x_test, mnist5k.y_test, 100, seed=3)
+    x2, _ = data.subset(mnist5k.x_test, mnist5k.y_test, 100, seed=3)
+    assert torch.equal(x, x2) and torch.bincount(y).tolist() == [10] * 10
+
+
+def test_synthetic_sets_match_appendix_f():
+    one = synthetic.mixture_1d(0)
+    assert one.positives.shape == (500, 1) and one.negatives.shape == (500, 1)
+    g = np.linspace(0, 1, 20001)
+    assert abs(np.trapezoid(one.density(g), g) - 1.0) < 1e-3
+    for name in synthetic.SETS_2D:
+        s = synthetic.two_d(name, 0)
+        assert s.positives.shape == (1000, 2) and s.negatives.shape == (1000, 2)
+        assert float(s.x.min()) >= 0.0 and float(s.x.max()) <= 1.0
+        assert float(s.positives.min()) >= 0.29 and float(s.positives.max()) <= 0.71
+        h = 1.0 / 400
+        axis = h * (np.arange(400) + 0.5)
+        pts = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+        assert abs(s.density(pts).sum() * h * h - 1.0) < 0.03, name
+    with pytest.raises(DataError, match="ring"):
+        synthetic.two_d("swissroll")
