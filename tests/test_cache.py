@@ -67,7 +67,7 @@ def _run(entry, epochs, stop_at=None, seen=None):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     return model, fit(entry, model, opt, epoch_fn, epochs, progress=False)
 

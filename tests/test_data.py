@@ -104,8 +104,8 @@ def test_synthetic_sets_match_appendix_f():
         assert s.positives.shape == (1000, 2) and s.negatives.shape == (1000, 2)
         assert float(s.x.min()) >= 0.0 and float(s.x.max()) <= 1.0
         assert float(s.positives.min()) >= 0.29 and float(s.positives.max()) <= 0.71
-        h = 1.0 / 400
-        axis = h * (np.arange(400) + 0.5)
+        h = 1.0 / 200
+        axis = h * (np.arange(200) + 0.5)
         pts = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
         assert abs(s.density(pts).sum() * h * h - 1.0) < 0.03, name
     with pytest.raises(DataError, match="ring"):
