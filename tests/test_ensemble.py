@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from advdetect.ensemble import DetectorBank
+from advdetect.models import MadryCNN
+
+
+def _models(k=4):
+    torch.manual_seed(0)
+    return [MadryCNN(1, width=0.25) for _ in range(k)]
+
+
+def test_bank_equals_k_separate_models_on_the_same_weights():
+    models = _models()
+    bank = DetectorBank(models)
+    x = torch.rand(5, 1, 28, 28)
+    expected = torch.cat([m(x) for m in models], dim=1)
+    assert torch.allclose(bank(x), expected, atol=1e-5)
+    xs = torch.rand(4, 3, 1, 28, 28)
+    each = bank.each(xs)
+    assert each.shape == (4, 3)
+    for k, m in enumerate(models):
+        assert torch.allclose(each[k], m(xs[k])[:, 0], atol=1e-5)
+        assert torch.allclose(bank.detector(k)(x), m(x), atol=1e-5)
+
+
+def test_one_backward_pass_trains_every_detector_like_separate_training():
+    models = _models(3)
+    bank = DetectorBank(models)
+    xs = torch.rand(3, 6, 1, 28, 28)
+    bank.each(xs).pow(2).sum().backward()
+    for k, m in enumerate(models):
+        m(xs[k]).pow(2).sum().backward()
+        assert torch.allclose(bank.stacked["conv1__weight"].grad[k], m.conv1.weight.grad, atol=1e-4)
+        assert torch.allclose(bank.stacked["fc2__bias"].grad[k], m.fc2.bias.grad, atol=1e-4)
+
+
+def test_bank_checks_shapes_and_round_trips_its_state():
+    bank = DetectorBank(_models(2))
+    with pytest.raises(ValueError, match="K=2"):
+        bank.each(torch.rand(3, 1, 1, 28, 28))
+    clone = DetectorBank(_models(2))
+    clone.load_state_dict(bank.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(clone(x), bank(x))

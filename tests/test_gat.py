@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from advdetect import attacks, gat, losses
+from advdetect.cache import ArtefactCache
+from advdetect.ensemble import DetectorBank
+from advdetect.models import MadryCNN
+from advdetect.training import train_gat
+
+
+def test_detector_batches_are_balanced_and_class_pure():
+    y = torch.arange(200) % 10
+    pos, neg = gat.detector_batches(y, 8, 10, torch.Generator().manual_seed(0))
+    assert pos.shape == neg.shape == (10, 8)
+    for k in range(10):
+        assert bool((y[pos[k]] == k).all()) and bool((y[neg[k]] != k).all())
+        assert len(set(pos[k].tolist())) == 8 and len(set(neg[k].tolist())) == 8
+    with pytest.raises(ValueError, match="too few"):
+        gat.detector_batches(y, 50, 10, torch.Generator())
+
+
+class Fixed(nn.Module):
+    """A stand-in bank whose logits are a fixed linear function of the input's first pixels."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x.flatten(1)[:, : self.k] * 10 + self.w
+
+    def each(self, x):
+        return self.forward(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)[..., 0]
+
+
+def test_gat_loss_is_ln2_for_an_undecided_bank():
+    bank = Fixed(3)
+    x = torch.zeros(3, 4, 1, 2, 2)
+    assert math.isclose(float(gat.gat_loss(bank, x, x).detach()), math.log(2), rel_tol=1e-6)
+
+
+def test_perturbed_negatives_raise_each_detectors_logit_within_the_ball():
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(3)]).eval()
+    neg = torch.rand(3, 5, 1, 28, 28)
+    adv = gat.perturb_negatives(bank, neg, dict(norm="linf", eps=0.3, steps=10, step_size=0.03))
+    with torch.no_grad():
+        before, after = bank.each(neg), bank.each(adv)
+    assert bool((after >= before - 1e-5).all()) and float((adv - neg).abs().max()) <= 0.3 + 1e-6
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+
+
+def test_gat_training_lowers_the_loss(mnist5k, tmp_path):
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
+    hist = train_gat(ArtefactCache(tmp_path).entry("gat", {"t": 1}), bank, mnist5k.x_train[:1000],
+                     mnist5k.y_train[:1000], epochs=3, m=10, lr=1e-3,
+                     attack_kwargs=dict(norm="linf", eps=0.3, steps=3, step_size=0.1, random_start=True),
+                     progress=False)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+
+
+def _toy_models():
+    class Lin(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.w = w
+
+        def forward(self, x):
+            return x @ self.w
+
+    f = Lin(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))   # logits = x
+    h = Lin(torch.tensor([[0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))   # detectors see a permutation
+    return f, h
+
+
+def test_combined_attack_switches_from_the_classifier_to_the_detectors():
+    f, h = _toy_models()
+    x = torch.tensor([[3.0, 1.0, 0.0],    # f correct (y = 0): loss = margin = 3 - 1
+                      [1.0, 3.0, 0.0]])   # f fooled (y = 0): loss = -max_{i != 0} h_i = -max(2, 0)
+    y = torch.tensor([0, 0])
+    loss, fooled = losses.gat_combined_attack(f, h)(x, y)
+    assert loss.tolist() == [2.0, -2.0] and fooled.tolist() == [False, True]
+
+
+def test_detectors_and_surrogate_attacks_hand_computed():
+    f, h = _toy_models()
+    x = torch.tensor([[3.0, 1.0, 0.0]])
+    y = torch.tensor([0])
+    loss, succ = losses.gat_detectors_attack(h)(x, y)
+    assert loss.tolist() == [-6.0] and succ.tolist() == [True]   # h = (2, 6, 0): max over i != 0 is 6, argmax 1
+    # g = (3, 1, 0, (1 - 6) * 3 = -15): max g = 3; max_{i != 0} f = 1 -> loss 2
+    loss, succ = losses.gat_surrogate_attack(f, h)(x, y)
+    assert loss.tolist() == [2.0] and succ.tolist() == [False]
+
+
+def test_the_engine_drives_the_detectors_attack():
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)]).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    obj = losses.gat_detectors_attack(bank)
+    start, _ = obj(x, y)
+    res = attacks.attack(obj, x, y, eps=0.3, steps=10, step_size=0.03)
+    assert bool((res.loss <= start.detach() + 1e-6).all())
