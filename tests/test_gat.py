@@ -107,3 +107,22 @@ def test_the_engine_drives_the_detectors_attack():
     start, _ = obj(x, y)
     res = attacks.attack(obj, x, y, eps=0.3, steps=10, step_size=0.03)
     assert bool((res.loss <= start.detach() + 1e-6).all())
+
+
+def test_detector_aucs_match_a_direct_computation_and_sub_banks_agree():
+    from advdetect.metrics import roc_auc
+
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)]).eval()
+    x, y = torch.rand(60, 1, 28, 28), torch.arange(60) % 10
+    full = gat.detector_aucs(bank, x, y, None, n_negatives=20, seed=3)
+    idx = gat.other_class_indices(y, range(10), 20, seed=3)
+    with torch.no_grad():
+        logits = bank(x)
+    for k in range(10):
+        assert full[k] == pytest.approx(roc_auc(logits[y == k, k], logits[idx[k], k]))
+    part = gat.detector_aucs(bank, x, y, None, ks=[0, 1], n_negatives=20, seed=3)
+    assert part[0] == pytest.approx(full[0]) and part[1] == pytest.approx(full[1])
+    attacked = gat.detector_aucs(bank, x, y, dict(norm="linf", eps=0.3, steps=5, step_size=0.05), ks=[0, 1],
+                                 n_negatives=20, seed=3)
+    assert attacked[0] <= full[0] + 1e-9 and attacked[1] <= full[1] + 1e-9

@@ -94,3 +94,149 @@ def integrated_decision(classifier_logits: torch.Tensor, detector_logits: torch.
     """Integrated classifier: prediction f(x) and the logit of that class's detector (accept if >= T)."""
     pred = classifier_logits.argmax(1)
     return pred, detector_logits.gather(1, pred[:, None]).squeeze(1)
+
+
+# ------------------------------------------------------------------------------------------- robustness (Sec. 4.1)
+
+#: GAT Table 6: the training attacks of the four MNIST detector configurations (Adam on the perturbation)
+TABLE6 = {
+    "Linf 0.3": {"norm": "linf", "eps": 0.3, "steps": 100, "step_size": 0.01},
+    "Linf 0.5": {"norm": "linf", "eps": 0.5, "steps": 100, "step_size": 0.01},
+    "L2 2.5": {"norm": "l2", "eps": 2.5, "steps": 100, "step_size": 0.1},
+    "L2 5.0": {"norm": "l2", "eps": 5.0, "steps": 200, "step_size": 0.1},
+}
+
+
+def other_class_indices(y: torch.Tensor, ks, n: int, seed: int) -> torch.Tensor:
+    """For each detector k in ``ks``, ``n`` indices of other-class examples (fixed by ``seed``): ``(len(ks), n)``."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for k in ks:
+        other = torch.nonzero(y != k).squeeze(1)
+        rows.append(other[torch.randperm(len(other), generator=gen)[: min(n, len(other))]])
+    width = min(len(r) for r in rows)
+    return torch.stack([r[:width] for r in rows])
+
+
+def sub_bank(bank: DetectorBank, ks) -> DetectorBank:
+    """A bank of the detectors ``ks`` only (copies), so that attacks on a few detectors stay batched."""
+    return DetectorBank([bank.detector(int(k)) for k in ks]).to(next(bank.parameters()).device).eval()
+
+
+def detector_aucs(bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, attack_kwargs: Mapping | None, *,
+                  ks=None, n_negatives: int = 1000, seed: int = 0, clean_logits: torch.Tensor | None = None) -> dict:
+    """GAT's robustness test (Section 4.1): for each detector k, the ROC AUC of its logit on the natural images
+    of class k (positives) against ``n_negatives`` other-class images attacked with ``attack_kwargs`` to raise
+    its logit (negatives; clean when ``attack_kwargs`` is None). Returns ``{k: auc}``."""
+    from .metrics import roc_auc
+
+    ks = list(range(bank.k)) if ks is None else [int(k) for k in ks]
+    device = next(bank.parameters()).device
+    if clean_logits is None:
+        clean_logits = generative_scores(bank, x)
+    idx = other_class_indices(y, ks, n_negatives, seed)
+    negatives = x[idx].to(device)
+    sub = sub_bank(bank, ks) if ks != list(range(bank.k)) else bank
+    sub.eval()
+    grads = [p.requires_grad for p in sub.parameters()]
+    for p in sub.parameters():
+        p.requires_grad_(False)
+    try:
+        if attack_kwargs is not None:
+            negatives = perturb_negatives(sub, negatives, attack_kwargs)
+        with torch.no_grad():
+            neg_scores = torch.cat([sub.each(negatives[:, i:i + 250]) for i in range(0, negatives.shape[1], 250)], 1)
+    finally:
+        for p, g in zip(sub.parameters(), grads):
+            p.requires_grad_(g)
+    return {k: roc_auc(clean_logits[y == k, k], neg_scores[i].cpu()) for i, k in enumerate(ks)}
+
+
+# ------------------------------------------------------------------------------------ the MNIST models, cached
+
+def _fit_kwargs(attack: Mapping) -> dict:
+    """Engine keywords of a training attack: Adam on the perturbation with a random start (GAT's MNIST attack)."""
+    return {"rule": "adam", "random_start": True, **attack}
+
+
+def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, seed: int, device):
+    """GAT's natural classifier f: the Madry CNN trained with cross-entropy (cached). Returns (model, history)."""
+    from .models import MadryCNN
+    from .runtime import seed_everything
+    from .training import train_classifier
+
+    seed_everything(seed)
+    model = MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width).to(device)
+    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "epochs": epochs, "lr": lr,
+              "batch": batch_size, "seed": seed}
+    hist = train_classifier(cache.entry("natural_classifier", config), model, ds.x_train, ds.y_train,
+                            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="natural classifier")
+    return model.eval(), hist
+
+
+def robust_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, attack: Mapping,
+                      seed: int, device):
+    """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start; cached)."""
+    from .models import MadryCNN
+    from .runtime import seed_everything
+    from .training import train_classifier
+
+    seed_everything(seed)
+    model = MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width).to(device)
+    kwargs = {"rule": "sign", "random_start": True, **attack}
+    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "epochs": epochs, "lr": lr,
+              "batch": batch_size, "seed": seed, "attack": dict(kwargs)}
+    hist = train_classifier(cache.entry("madry_classifier", config), model, ds.x_train, ds.y_train,
+                            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, attack_kwargs=kwargs,
+                            desc="Madry adversarial training")
+    return model.eval(), hist
+
+
+def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, lr: float, seed: int, device,
+              monitor: int = 20, desc: str = "GAT detectors"):
+    """The K detectors trained together with GAT (cached). Every epoch logs, for Fig 11, the mean over
+    detectors of the natural and adversarial AUC (training attack) on ``monitor`` fixed negatives per detector
+    of the training and the test set. Returns (bank, history)."""
+    from .models import MadryCNN
+    from .runtime import seed_everything
+    from .training import train_gat
+
+    seed_everything(seed)
+    bank = DetectorBank([MadryCNN(1, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
+                         for _ in range(ds.num_classes)]).to(device)
+    kwargs = _fit_kwargs(attack)
+    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "epochs": epochs, "m": m, "lr": lr,
+              "seed": seed, "attack": dict(kwargs), "monitor": monitor}
+    sets = {"train": (ds.x_train, ds.y_train), "test": (ds.x_test, ds.y_test)}
+
+    def monitor_fn(b):
+        out = {}
+        for split, (xs, ys) in sets.items():
+            logits = generative_scores(b, xs[:2000])
+            ys2 = ys[:2000]
+            for kind, kw in (("nat", None), ("adv", kwargs)):
+                aucs = detector_aucs(b, xs[:2000], ys2, kw, n_negatives=monitor, seed=seed + 1, clean_logits=logits)
+                out[f"{split} {kind} AUC"] = sum(aucs.values()) / len(aucs)
+        return out
+
+    hist = train_gat(cache.entry("gat_detectors", config), bank, ds.x_train, ds.y_train, epochs=epochs, m=m,
+                     lr=lr, attack_kwargs=kwargs, seed=seed, eval_fn=monitor_fn if monitor else None, desc=desc)
+    bank.eval()
+    for p in bank.parameters():
+        p.requires_grad_(False)
+    bank.config = config  # identifies the trained bank in cached evaluations
+    return bank, hist
+
+
+def robustness(cache, bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, attack: Mapping | None, *, ks=None,
+               n_negatives: int, seed: int = 0, restarts: int = 1, clean_logits=None) -> dict:
+    """:func:`detector_aucs` through the cache (keyed by the bank's training configuration and the attack).
+    ``attack`` holds the engine's keywords (norm, eps, steps, step_size, rule, random_start); ``restarts``
+    restarts from random points and keeps each negative's best."""
+    kw = None if attack is None else {**dict(attack), **({"restarts": restarts} if restarts > 1 else {})}
+    ks = list(range(bank.k)) if ks is None else [int(k) for k in ks]
+    config = {"bank": getattr(bank, "config", None), "attack": kw, "ks": ks, "n": n_negatives, "seed": seed,
+              "x": [len(x), float(x.sum())]}
+    out = cache.memo("gat_robustness", config, lambda: {"auc": torch.tensor(list(detector_aucs(
+        bank, x, y, kw, ks=ks, n_negatives=n_negatives, seed=seed, clean_logits=clean_logits).values()))})
+    return dict(zip(ks, out["auc"].tolist()))

@@ -78,6 +78,6 @@ def provenance(profile: str, dataset: str, device: torch.device | str | None = N
     """The chapter's provenance line: profile, dataset, device and versions, as Markdown."""
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"**Run:** profile `{profile}` · data `{dataset}` · {hardware(device)} · "
+        f"**Run:** profile `{profile}` · data {dataset} · {hardware(device)} · "
         f"advdetect {__version__}, torch {torch.__version__}, Python {platform.python_version()} · {when}"
     )

@@ -7,6 +7,7 @@ RNG state and the history to the cache entry's ``checkpoint`` after every epoch;
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Mapping
 
 import torch
@@ -31,7 +32,8 @@ def _state_to_cpu(state):
 def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         epoch_fn: Callable[[int], Mapping[str, float]], epochs: int, *, desc: str = "training",
         progress: bool = True) -> list[dict[str, float]]:
-    """Train ``model`` for ``epochs`` epochs through the cache ``entry``; return the per-epoch history."""
+    """Train ``model`` for ``epochs`` epochs through the cache ``entry``; return the per-epoch history (each
+    epoch's numbers plus its wall-clock ``seconds``, kept when the result comes from the cache)."""
     device = device_of(model)
     if entry.exists("final"):
         blob = entry.load("final", map_location=device)
@@ -47,7 +49,9 @@ def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     bar = progress_bar(range(start, epochs), enabled=progress, desc=desc, initial=start, total=epochs, leave=False)
     for epoch in bar:
         model.train()
+        started = time.perf_counter()
         stats = {k: float(v) for k, v in epoch_fn(epoch).items()}
+        stats["seconds"] = time.perf_counter() - started
         history.append({"epoch": epoch + 1, **stats})
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
         entry.save("checkpoint", {"model": _state_to_cpu(model.state_dict()),
