@@ -43,3 +43,15 @@ def test_bank_checks_shapes_and_round_trips_its_state():
     clone.load_state_dict(bank.state_dict())
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(clone(x), bank(x))
+
+
+def test_other_architectures_go_through_vmap_and_agree_too():
+    from advdetect.models import MLP
+
+    torch.manual_seed(0)
+    models = [MLP(3, (5,), 1) for _ in range(3)]
+    bank = DetectorBank(models)
+    assert not bank._grouped
+    x = torch.rand(4, 3)
+    assert torch.allclose(bank(x), torch.cat([m(x) for m in models], 1), atol=1e-6)
+    assert torch.allclose(bank.each(torch.stack([x] * 3))[1], models[1](x)[:, 0], atol=1e-6)

@@ -126,3 +126,23 @@ def test_detector_aucs_match_a_direct_computation_and_sub_banks_agree():
     attacked = gat.detector_aucs(bank, x, y, dict(norm="linf", eps=0.3, steps=5, step_size=0.05), ks=[0, 1],
                                  n_negatives=20, seed=3)
     assert attacked[0] <= full[0] + 1e-9 and attacked[1] <= full[1] + 1e-9
+
+
+def test_binary_search_finds_small_successful_perturbations_and_stops_where_none_exist():
+    """A hand-made 'bank' on 2-pixel inputs: z_i = 10 * (x_i - 0.5); from x = (0.9, 0.1) (class 0) the
+    generative classifier accepts class 1 once x_1 > x_0 and z_1 > T."""  # noqa: D401
+
+    class Toy(nn.Module):
+        k = 2
+
+        def forward(self, x):
+            return (x.flatten(1)[:, :2] - 0.5) * 10
+
+    x = torch.tensor([[0.9, 0.1]]).view(1, 1, 1, 2)
+    y = torch.tensor([0])
+    l2, t = gat.min_l2_distortion(Toy(), x, y, threshold=0.0, rounds=12, steps=200, lr=0.05)
+    assert t.tolist() == [1]
+    # Eq. 15 only raises z_t: the cheapest false positive lifts x_1 just above x_0 = 0.9, an L2 of about 0.8
+    assert 0.79 < float(l2[0]) < 0.85
+    l2_none, _ = gat.min_l2_distortion(Toy(), x, y, threshold=100.0, rounds=3, steps=20, lr=0.05)
+    assert torch.isinf(l2_none).all()

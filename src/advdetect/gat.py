@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -240,3 +242,65 @@ def robustness(cache, bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, atta
     out = cache.memo("gat_robustness", config, lambda: {"auc": torch.tensor(list(detector_aucs(
         bank, x, y, kw, ks=ks, n_negatives=n_negatives, seed=seed, clean_logits=clean_logits).values()))})
     return dict(zip(ks, out["auc"].tolist()))
+
+
+# --------------------------------------------------------------------------------- mean L2 distortion (App. B)
+
+def min_l2_distortion(bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, threshold: float, *,
+                      c_bounds: tuple[float, float] = (0.0, 8.0), c_init: float = 0.0, rounds: int = 20,
+                      steps: int = 1000, lr: float = 1.0, seed: int = 0, batch_size: int | None = None):
+    """GAT Appendix B (Eq. 15): per-sample binary search on c for the smallest L2 perturbation that the
+    generative classifier accepts as a wrong class.
+
+    Each sample gets a random target t != y. A round minimises -z(h_t(x')) + c ||x' - x||_2^2 with Adam
+    (learning rate ``lr``, box constraint only) from the natural image; the round succeeds when the generative
+    classifier predicts a class != y with a logit above ``threshold`` (a false positive). Success makes c
+    effective and the search moves to a larger c, failure to a smaller one (bounds ``c_bounds``, first
+    c = ``c_init``). Returns (smallest successful L2 per sample, +inf where no round succeeded; the targets).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    k = bank.k
+    y = y.to(x.device)
+    t = (y + 1 + torch.randint(0, k - 1, y.shape, generator=gen).to(x.device)) % k
+    lo = torch.full((len(x),), c_bounds[0], device=x.device)
+    hi = torch.full((len(x),), c_bounds[1], device=x.device)
+    c = torch.full((len(x),), c_init, device=x.device)
+    best = torch.full((len(x),), float("inf"), device=x.device)
+
+    def objective(xa, extra):
+        tt, cc, x0, yy = extra
+        z = bank(xa)
+        dist2 = (xa - x0).flatten(1).pow(2).sum(1)
+        score, pred = z.max(1)
+        return -z.gather(1, tt[:, None]).squeeze(1) + cc * dist2, (pred != yy) & (score > threshold)
+
+    for _ in range(rounds):
+        res = attacks.attack(objective, x, (t, c, x, y), norm="l2", eps=float("inf"), steps=steps, step_size=lr,
+                             rule="adam", batch_size=batch_size)
+        succ = res.success
+        l2 = (res.x_adv - x).flatten(1).norm(dim=1)
+        best = torch.where(succ, torch.minimum(best, l2), best)
+        lo = torch.where(succ, c, lo)
+        hi = torch.where(succ, hi, c)
+        c = (lo + hi) / 2
+    return best.cpu(), t.cpu()
+
+
+def cached_attack(cache, key: Mapping, objective, x: torch.Tensor, y: torch.Tensor, attack: Mapping) -> torch.Tensor:
+    """Adversarial examples of ``objective`` (engine keywords ``attack``) for ``(x, y)``, computed once and
+    cached under ``key`` (which names the attacked models and the objective). Returned on the CPU."""
+    config = {**dict(key), "attack": dict(attack), "x": [len(x), float(x.sum())], "y": int(y.sum())}
+
+    def run():
+        return {"x_adv": attacks.attack(objective, x, y, **attack).x_adv.cpu()}
+
+    return cache.memo("gat_attack", config, run)["x_adv"]
+
+
+def error_at_accuracy_drop(curve, max_drop: float = 0.05) -> tuple[float, float]:
+    """Tramer et al.'s operating point: the error on perturbed data at the threshold where the clean accuracy is
+    at most ``max_drop`` below its value without rejection. Returns (error, accuracy) there."""
+    base = float(curve.y[0])  # thresholds start at -inf: nothing rejected
+    ok = curve.y >= base - max_drop
+    i = int(np.nonzero(ok)[0][-1])
+    return float(curve.x[i]), float(curve.y[i])

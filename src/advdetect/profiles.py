@@ -38,6 +38,33 @@ def _by(smoke: Any, cpu: Any, paper: Any) -> dict[str, Any]:
     return {"smoke": smoke, "cpu": cpu, "paper": paper}
 
 
+# The MNIST models of the GAT chapters (natural and Madry classifiers, the four detector systems of GAT Table 6):
+# both GAT chapters carry these parameters, so that the second finds the first's models in the cache.
+_GAT_TRAINING: dict[str, dict[str, Any]] = {
+    "SEED": _same(0),
+    "DATASET": _by("mnist5k", "mnist5k", "mnist"),
+    "TRAIN_SUBSET": _by(1500, None, None),   # training images used (None: all)
+    "WIDTH": _by(0.25, 0.25, 1.0),            # channel multiplier of the Madry CNN (paper: 1.0)
+    "NAT_EPOCHS": _by(1, 5, 10),              # natural classifier: Adam 5e-4, batch 32, 10 epochs
+    "NAT_LR": _same(5e-4),
+    "NAT_BATCH": _same(32),
+    "MADRY_EPOCHS": _by(1, 8, 80),            # Madry's checkpoint: 100k steps of 50 images (83 epochs)
+    "MADRY_STEPS": _by(3, 20, 40),            # PGD of adversarial training, L-inf 0.3 (paper: 40 x 0.01)
+    "MADRY_STEP": _by(0.1, 0.02, 0.01),
+    "MADRY_LR": _by(1e-3, 1e-3, 1e-4),
+    "MADRY_BATCH": _same(50),
+    "GAT_EPOCHS": _by(1, 10, 100),            # every detector configuration (paper: 100)
+    "GAT_M": _by(8, 16, 32),                  # positives (and negatives) per detector per step (paper: ~32)
+    "GAT_LR": _by(1e-3, 1e-3, 5e-4),
+    # training attacks per configuration of Table 6: [steps, step size] of Adam PGD (paper: Table 6)
+    "TRAIN_ATTACKS": _by({"Linf 0.3": [2, 0.1], "Linf 0.5": [2, 0.15], "L2 2.5": [2, 1.0], "L2 5.0": [2, 2.0]},
+                         {"Linf 0.3": [20, 0.02], "Linf 0.5": [25, 0.03], "L2 2.5": [20, 0.2],
+                          "L2 5.0": [25, 0.3]},
+                         {"Linf 0.3": [100, 0.01], "Linf 0.5": [100, 0.01], "L2 2.5": [100, 0.1],
+                          "L2 5.0": [200, 0.1]}),
+    "MONITOR": _by(5, 20, 100),               # negatives per detector for the per-epoch AUC curves (Fig 11)
+}
+
 # chapter -> parameter -> profile -> value. The ``paper`` column is the papers' setting wherever the papers give
 # one; a chapter's settings table shows it beside the value in force.
 TABLE: dict[str, dict[str, dict[str, Any]]] = {
@@ -66,34 +93,24 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     },
     # GAT Sections 3-5.1, Appendices A.1, C.1: the MNIST detectors and their robustness tests.
     "gat_detectors": {
-        "SEED": _same(0),
-        "DATASET": _by("mnist5k", "mnist5k", "mnist"),
-        "TRAIN_SUBSET": _by(1500, None, None),   # training images used (None: all)
-        "WIDTH": _by(0.25, 0.25, 1.0),            # channel multiplier of the Madry CNN (paper: 1.0)
-        "NAT_EPOCHS": _by(1, 5, 10),              # natural classifier: Adam 5e-4, batch 32, 10 epochs
-        "NAT_LR": _same(5e-4),
-        "NAT_BATCH": _same(32),
-        "MADRY_EPOCHS": _by(1, 8, 80),            # Madry's checkpoint: 100k steps of 50 images (83 epochs)
-        "MADRY_STEPS": _by(3, 20, 40),            # PGD of adversarial training, L-inf 0.3 (paper: 40 x 0.01)
-        "MADRY_STEP": _by(0.1, 0.02, 0.01),
-        "MADRY_LR": _by(1e-3, 1e-3, 1e-4),
-        "MADRY_BATCH": _same(50),
-        "GAT_EPOCHS": _by(1, 10, 100),            # every detector configuration (paper: 100)
-        "GAT_M": _by(8, 16, 32),                  # positives (and negatives) per detector per step (paper: ~32)
-        "GAT_LR": _by(1e-3, 1e-3, 5e-4),
-        # training attacks per configuration of Table 6: [steps, step size] of Adam PGD (paper: Table 6)
-        "TRAIN_ATTACKS": _by({"Linf 0.3": [2, 0.1], "Linf 0.5": [2, 0.15], "L2 2.5": [2, 1.0], "L2 5.0": [2, 2.0]},
-                             {"Linf 0.3": [20, 0.02], "Linf 0.5": [25, 0.03], "L2 2.5": [20, 0.2],
-                              "L2 5.0": [25, 0.3]},
-                             {"Linf 0.3": [100, 0.01], "Linf 0.5": [100, 0.01], "L2 2.5": [100, 0.1],
-                              "L2 5.0": [200, 0.1]}),
-        "MONITOR": _by(5, 20, 100),               # negatives per detector for the per-epoch AUC curves (Fig 11)
+        **_GAT_TRAINING,
         "EVAL_NEG": _by(10, 60, 1000),            # attacked negatives per detector in the robustness tests
         "EVAL_STEPS": _by(10, 200, 200),          # the robustness test's attack (paper: 200 steps)
         "STRONG_STEPS": _by(20, 500, 2000),       # the much stronger attack of Tables 1, 8 (paper: 2000)
         "RESTARTS": _by(2, 5, 50),                # Table 10 (paper: 50 random restarts)
         "BAD_STEP": _same(0.1),                   # Table 18's lesson: a detector trained with too large a step
         "BAD_STEPS": _same(5),
+    },
+    # GAT Sections 4.2-4.3, 5.1, Appendix B: detection and classification with a reject option, mean L2.
+    "gat_detection": {
+        **_GAT_TRAINING,
+        "N_TEST": _by(30, 400, 10000),            # test images attacked (a fixed seeded subset; paper: all)
+        "ATTACK_STEPS": _by(5, 100, 100),         # paper: 100 steps of 0.01, Adam PGD (MNIST)
+        "ATTACK_STEP": _same(0.01),
+        "N_L2": _by(5, 60, 1000),                 # samples of the mean-L2 binary search
+        "L2_ROUNDS": _by(2, 10, 20),              # binary-search rounds on c (paper: 20)
+        "L2_STEPS": _by(10, 200, 1000),           # Adam steps per round (paper: 1000 of lr 1.0)
+        "L2_LR": _same(1.0),
     },
 }
 

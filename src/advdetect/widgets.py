@@ -1,0 +1,69 @@
+"""Interactive views for JupyterLab, each with a static twin for the rendered book.
+
+``threshold_view`` draws, for one rejection threshold T, where T sits on the detection (TPR/FPR) and the
+classification (accuracy/error) curves and which perturbed test images it rejects; ``threshold_explorer``
+wraps it in an ipywidgets slider. Notebooks show the explorer when run interactively and a few static views
+when run headless (:func:`advdetect.runtime.headless`): papermill does not save widget state, so a widget
+would render as nothing in the book.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import metrics
+from .metrics import _np
+
+
+def threshold_view(threshold: float, *, clean_scores, clean_pred, clean_y, adv_scores, adv_pred, adv_y, adv_images,
+                   title: str = "", n_images: int = 16):
+    """One threshold: TPR/FPR and accuracy/error at T on their curves, and perturbed images accepted or rejected."""
+    det = metrics.detection_curve(clean_scores, adv_scores, adv_pred, adv_y)
+    cls = metrics.classification_curve(clean_scores, clean_pred, clean_y, adv_scores, adv_pred, adv_y)
+    cs, asc, ap, ay = _np(clean_scores), _np(adv_scores), _np(adv_pred), _np(adv_y)
+    tpr = float((cs >= threshold).mean())
+    fpr = float(((asc >= threshold) & (ap != ay)).mean())
+    acc = float(((cs >= threshold) & (_np(clean_pred) == _np(clean_y))).mean())
+    cols = max(1, n_images // 2)
+    fig = plt.figure(figsize=(10, 6.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.4, 1])
+    ax1, ax2 = top.subplots(1, 2)
+    image_axes = bottom.subplots(2, cols).ravel()
+    ax1.plot(det.x, det.y)
+    ax1.plot([fpr], [tpr], "o", color="k")
+    ax1.set(xlabel="FPR on perturbed data", ylabel="TPR on clean data", title=f"T = {threshold:.2f}: "
+            f"TPR {tpr:.3f}, FPR {fpr:.3f}", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax2.plot(cls.x, cls.y)
+    ax2.plot([fpr], [acc], "o", color="k")
+    ax2.set(xlabel="error on perturbed data", ylabel="accuracy on clean data", title=f"accuracy {acc:.3f}, "
+            f"error {fpr:.3f}", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    imgs = _np(adv_images)[:n_images]
+    for ax in image_axes[len(imgs):]:
+        ax.axis("off")
+    for i, img in enumerate(imgs):
+        ax = image_axes[i]
+        ax.imshow(img.transpose(1, 2, 0).squeeze(), cmap="gray", vmin=0, vmax=1)
+        rejected = asc[i] < threshold
+        ax.set_title("rejected" if rejected else f"accepted as {ap[i]}", fontsize=8,
+                     color="tab:green" if rejected or ap[i] == ay[i] else "tab:red")
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def threshold_explorer(**kwargs):
+    """An ipywidgets slider over the threshold that redraws :func:`threshold_view`."""
+    import ipywidgets as widgets
+
+    scores = np.concatenate([_np(kwargs["clean_scores"]), _np(kwargs["adv_scores"])])
+    lo, hi = float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))
+    slider = widgets.FloatSlider(value=float(np.median(_np(kwargs["clean_scores"]))), min=lo, max=hi,
+                                 step=(hi - lo) / 200, description="threshold", continuous_update=False)
+
+    def show(threshold):
+        threshold_view(threshold, **kwargs)
+        plt.show()
+
+    return widgets.interactive(show, threshold=slider)
