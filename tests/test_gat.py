@@ -146,3 +146,28 @@ def test_binary_search_finds_small_successful_perturbations_and_stops_where_none
     assert 0.79 < float(l2[0]) < 0.85
     l2_none, _ = gat.min_l2_distortion(Toy(), x, y, threshold=100.0, rounds=3, steps=20, lr=0.05)
     assert torch.isinf(l2_none).all()
+
+
+def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_format_data(tmp_path):
+    """The CIFAR-10 path on tiny data written in CIFAR-10's own python-batch format."""
+    import numpy as np
+
+    from advdetect import data
+    from advdetect.models import resnet18
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        data.write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (40, 3, 32, 32)), np.arange(40) % 10)
+    data.write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (20, 3, 32, 32)), np.arange(20) % 10)
+    ds = data.load("cifar10", root=tmp_path, val_size=20)
+    torch.manual_seed(0)
+    clf = resnet18(width=4).eval()
+    bank = gat.bank_from_classifier(clf)
+    with torch.no_grad():
+        assert torch.allclose(bank(ds.x_test[:4]), clf(ds.x_test[:4]), atol=1e-4)
+    hist = train_gat(ArtefactCache(tmp_path / "c").entry("cifar", {"t": 1}), bank, ds.x_train, ds.y_train, epochs=1,
+                     m=2, lr=1e-3, attack_kwargs=dict(norm="linf", eps=8 / 255, steps=2, step_size=2 / 255,
+                                                      rule="sign", random_start=True), progress=False)
+    assert math.isfinite(hist[0]["loss"])

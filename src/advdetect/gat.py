@@ -304,3 +304,36 @@ def error_at_accuracy_drop(curve, max_drop: float = 0.05) -> tuple[float, float]
     ok = curve.y >= base - max_drop
     i = int(np.nonzero(ok)[0][-1])
     return float(curve.x[i]), float(curve.y[i])
+
+
+# ------------------------------------------------------------------------------------------- CIFAR-10 (App. A.2)
+
+def bank_from_classifier(classifier: torch.nn.Module) -> DetectorBank:
+    """GAT's CIFAR-10 initialisation: detector k is the natural classifier's subnetwork for logit k (a copy of
+    the network whose last linear layer keeps row k only). Batch norm stays in inference mode while the bank is
+    finetuned (the bank evaluates a template in eval mode with the stacked running statistics)."""
+    import copy
+
+    last = [m for m in classifier.modules() if isinstance(m, torch.nn.Linear)][-1]
+    models = []
+    for k in range(last.out_features):
+        m = copy.deepcopy(classifier).eval()
+        head = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)][-1]
+        new = torch.nn.Linear(head.in_features, 1, bias=head.bias is not None).to(head.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(head.weight[k:k + 1])
+            if head.bias is not None:
+                new.bias.copy_(head.bias[k:k + 1])
+        _replace_module(m, head, new)
+        if hasattr(m, "num_outputs"):
+            m.num_outputs = 1
+        models.append(m)
+    return DetectorBank(models)
+
+
+def _replace_module(root: torch.nn.Module, old: torch.nn.Module, new: torch.nn.Module) -> None:
+    for name, child in root.named_children():
+        if child is old:
+            setattr(root, name, new)
+            return
+        _replace_module(child, old, new)
