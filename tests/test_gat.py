@@ -171,3 +171,26 @@ def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_form
                      m=2, lr=1e-3, attack_kwargs=dict(norm="linf", eps=8 / 255, steps=2, step_size=2 / 255,
                                                       rule="sign", random_start=True), progress=False)
     assert math.isfinite(hist[0]["loss"])
+
+
+def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist5k, tmp_path):
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
+    scores = iter([torch.arange(10.0), torch.arange(10.0) * 0 + 5, torch.arange(10.0) * 0 + 4])
+    snapshots = []
+
+    def select(b):
+        snapshots.append(b.stacked["fc2__bias"].detach().clone())
+        return next(scores)
+
+    entry = ArtefactCache(tmp_path).entry("sel", {"t": 1})
+    x, y = mnist5k.x_train, mnist5k.y_train
+    hist = train_gat(entry, bank, x, y, epochs=3, m=4, lr=1e-2, attack_kwargs=None, select_fn=select,
+                     progress=False)
+    best = [hist[-1][f"best epoch {k}"] for k in range(10)]
+    assert best == [2, 2, 2, 2, 2, 1, 1, 1, 1, 1]   # epoch 1 scores k; epoch 2 scores 5 (ties keep the first)
+    bias = bank.stacked["fc2__bias"]
+    assert torch.equal(bias[0], snapshots[1][0]) and torch.equal(bias[9], snapshots[0][9])
+    again = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
+    train_gat(entry, again, x, y, epochs=3, m=4, lr=1e-2, attack_kwargs=None, select_fn=select, progress=False)
+    assert torch.equal(again.stacked["fc2__bias"], bias)   # reloaded from the cache with the selection applied

@@ -100,6 +100,12 @@ def integrated_decision(classifier_logits: torch.Tensor, detector_logits: torch.
 
 # ------------------------------------------------------------------------------------------- robustness (Sec. 4.1)
 
+def validation_attack(name: str) -> dict:
+    """GAT Table 6's validation attack of a configuration: 200 steps of the training step size (Adam PGD)."""
+    cfg = TABLE6[name]
+    return {"norm": cfg["norm"], "eps": cfg["eps"], "steps": 200, "step_size": cfg["step_size"], "rule": "adam"}
+
+
 #: GAT Table 6: the training attacks of the four MNIST detector configurations (Adam on the perturbation)
 TABLE6 = {
     "Linf 0.3": {"norm": "linf", "eps": 0.3, "steps": 100, "step_size": 0.01},
@@ -195,10 +201,12 @@ def robust_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
 
 
 def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, lr: float, seed: int, device,
-              monitor: int = 20, desc: str = "GAT detectors"):
+              monitor: int = 20, select: Mapping | None = None, desc: str = "GAT detectors"):
     """The K detectors trained together with GAT (cached). Every epoch logs, for Fig 11, the mean over
     detectors of the natural and adversarial AUC (training attack) on ``monitor`` fixed negatives per detector
-    of the training and the test set. Returns (bank, history)."""
+    of the training and the test set. With ``select = {"attack": engine keywords, "n": negatives}`` every
+    detector ends with its weights of the epoch with the best AUC on the validation set under that attack
+    (GAT App. A.1: 200-step attacks, Table 6's validation row). Returns (bank, history)."""
     from .models import MadryCNN
     from .runtime import seed_everything
     from .training import train_gat
@@ -221,8 +229,17 @@ def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, 
                 out[f"{split} {kind} AUC"] = sum(aucs.values()) / len(aucs)
         return out
 
+    select_fn = None
+    if select is not None:
+        config["select"] = {"attack": dict(select["attack"]), "n": int(select["n"])}
+
+        def select_fn(b):
+            aucs = detector_aucs(b, ds.x_val, ds.y_val, select["attack"], n_negatives=int(select["n"]), seed=seed + 2)
+            return [aucs[k] for k in range(b.k)]
+
     hist = train_gat(cache.entry("gat_detectors", config), bank, ds.x_train, ds.y_train, epochs=epochs, m=m,
-                     lr=lr, attack_kwargs=kwargs, seed=seed, eval_fn=monitor_fn if monitor else None, desc=desc)
+                     lr=lr, attack_kwargs=kwargs, seed=seed, eval_fn=monitor_fn if monitor else None,
+                     select_fn=select_fn, desc=desc)
     bank.eval()
     for p in bank.parameters():
         p.requires_grad_(False)

@@ -63,6 +63,8 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
                          {"Linf 0.3": [100, 0.01], "Linf 0.5": [100, 0.01], "L2 2.5": [100, 0.1],
                           "L2 5.0": [200, 0.1]}),
     "MONITOR": _by(5, 20, 100),               # negatives per detector for the per-epoch AUC curves (Fig 11)
+    "SELECT_BEST": _by(False, False, True),   # keep each detector's best epoch by validation AUC (paper: yes)
+    "SELECT_NEG": _by(5, 50, 200),            # validation negatives per detector for that choice
 }
 
 # chapter -> parameter -> profile -> value. The ``paper`` column is the papers' setting wherever the papers give

@@ -31,13 +31,23 @@ def _state_to_cpu(state):
 
 def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         epoch_fn: Callable[[int], Mapping[str, float]], epochs: int, *, desc: str = "training",
-        progress: bool = True) -> list[dict[str, float]]:
+        progress: bool = True, extra: dict[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` epochs through the cache ``entry``; return the per-epoch history (each
-    epoch's numbers plus its wall-clock ``seconds``, kept when the result comes from the cache)."""
+    epoch's numbers plus its wall-clock ``seconds``, kept when the result comes from the cache).
+
+    ``extra`` holds tensors that ``epoch_fn`` updates in place (e.g. the best weights so far); they are saved with
+    every checkpoint and the final model and restored in place on resume or reload."""
     device = device_of(model)
+    extra = {} if extra is None else extra
+
+    def restore(blob):
+        for k, v in blob.get("extra", {}).items():
+            extra[k].copy_(v)
+
     if entry.exists("final"):
         blob = entry.load("final", map_location=device)
         model.load_state_dict(blob["model"])
+        restore(blob)
         return list(blob["history"])
     start, history = 0, []
     if entry.exists("checkpoint"):
@@ -45,6 +55,7 @@ def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         torch.set_rng_state(blob["rng"])
+        restore(blob)
         start, history = int(blob["epoch"]), list(blob["history"])
     bar = progress_bar(range(start, epochs), enabled=progress, desc=desc, initial=start, total=epochs, leave=False)
     for epoch in bar:
@@ -56,9 +67,11 @@ def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
         entry.save("checkpoint", {"model": _state_to_cpu(model.state_dict()),
                                   "optimizer": _state_to_cpu(optimizer.state_dict()),
-                                  "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history})
+                                  "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
+                                  "extra": _state_to_cpu(extra)})
     model.eval()
-    entry.save("final", {"model": _state_to_cpu(model.state_dict()), "history": history})
+    entry.save("final", {"model": _state_to_cpu(model.state_dict()), "history": history,
+                         "extra": _state_to_cpu(extra)})
     entry.path("checkpoint").unlink(missing_ok=True)
     return history
 
@@ -165,13 +178,17 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def train_gat(entry: Entry, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: int, lr: float,
               attack_kwargs: Mapping | None, seed: int = 0, eval_fn: Callable | None = None,
-              desc: str = "GAT detectors", progress: bool = True) -> list[dict[str, float]]:
+              select_fn: Callable | None = None, desc: str = "GAT detectors",
+              progress: bool = True) -> list[dict[str, float]]:
     """Train the K detectors of ``bank`` together with GAT's objective (Eq. 5), through the cache.
 
     Every step draws ``m`` positives and ``m`` negatives per detector (:func:`advdetect.gat.detector_batches`),
     perturbs the negatives with ``attack_kwargs`` and takes one Adam step for all detectors; an epoch has as
     many steps as it takes to draw about every training image once as a positive. ``eval_fn(bank)``, if
-    given, adds numbers (e.g. AUCs) to each epoch's history.
+    given, adds numbers (e.g. AUCs) to each epoch's history. ``select_fn(bank)``, if given, returns every
+    detector's validation score (shape ``(K,)``, higher is better) after each epoch; each detector ends with its
+    weights of its best epoch (GAT: the validation AUC under a 200-step attack), recorded in the history as
+    ``best epoch k``.
     """
     from .gat import detector_batches, gat_step
 
@@ -179,6 +196,11 @@ def train_gat(entry: Entry, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     optimizer = torch.optim.Adam(bank.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, len(y) // (bank.k * m))
+    extra: dict[str, torch.Tensor] = {}
+    if select_fn is not None:
+        extra = {"best_score": torch.full((bank.k,), float("-inf"), device=device),
+                 "best_epoch": torch.zeros(bank.k, device=device)}
+        extra.update({f"best_{n}": p.detach().clone() for n, p in bank.stacked.items()})
 
     def epoch_fn(epoch: int):
         losses = []
@@ -188,6 +210,23 @@ def train_gat(entry: Entry, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: i
         stats = {"loss": sum(losses) / len(losses)}
         if eval_fn is not None:
             stats.update(eval_fn(bank))
+        if select_fn is not None:
+            score = torch.as_tensor(select_fn(bank), dtype=torch.float32, device=device)
+            better = score > extra["best_score"]
+            extra["best_score"].copy_(torch.where(better, score, extra["best_score"]))
+            extra["best_epoch"].copy_(torch.where(better, torch.full_like(score, epoch + 1), extra["best_epoch"]))
+            with torch.no_grad():
+                for n, p in bank.stacked.items():
+                    keep = better.view(-1, *([1] * (p.ndim - 1)))
+                    extra[f"best_{n}"].copy_(torch.where(keep, p, extra[f"best_{n}"]))
+            stats.update({f"val score {k}": float(v) for k, v in enumerate(score)})
         return stats
 
-    return fit(entry, bank, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
+    history = fit(entry, bank, optimizer, epoch_fn, epochs, desc=desc, progress=progress, extra=extra)
+    if select_fn is not None:
+        with torch.no_grad():
+            for n, p in bank.stacked.items():
+                p.copy_(extra[f"best_{n}"])
+        history = [dict(h) for h in history]
+        history[-1].update({f"best epoch {k}": int(e) for k, e in enumerate(extra["best_epoch"].tolist())})
+    return history
