@@ -25,3 +25,19 @@ def mnist5k():
     from advdetect import data
 
     return data.load("mnist5k")
+
+
+def write_tiny_cifar(root, per_batch: int = 20, test: int = 10, seed: int = 1):
+    """Five training batches and a test batch of random images in CIFAR-10's own python-batch format."""
+    import numpy as np
+
+    from advdetect import data
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(1, 6):
+        data.write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (per_batch, 3, 32, 32)),
+                               np.arange(per_batch) % 10)
+    data.write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (test, 3, 32, 32)), np.arange(test) % 10)
+    return root

@@ -5,7 +5,7 @@ import torch
 from advdetect import data, synthetic
 from advdetect.errors import DataError
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, write_tiny_cifar
 
 
 def test_mnist5k_is_a_fixed_stratified_split(mnist5k):
@@ -59,13 +59,7 @@ def test_idx_reader_rejects_malformed_files(tmp_path):
 
 
 def test_cifar10_python_batches_load_through_the_real_reader(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(1, 6):
-        data.write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (20, 3, 32, 32)), np.arange(20) % 10)
-    data.write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (10, 3, 32, 32)), np.arange(10) % 10)
-    ds = data.load("cifar10", root=tmp_path, val_size=10)
+    ds = data.load("cifar10", root=write_tiny_cifar(tmp_path), val_size=10)
     assert ds.x_train.shape == (90, 3, 32, 32) and ds.x_val.shape == (10, 3, 32, 32)
     assert ds.x_test.shape == (10, 3, 32, 32) and ds.num_classes == 10
     assert float(ds.x_test.max()) <= 1.0

@@ -150,18 +150,12 @@ def test_binary_search_finds_small_successful_perturbations_and_stops_where_none
 
 def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_format_data(tmp_path):
     """The CIFAR-10 path on tiny data written in CIFAR-10's own python-batch format."""
-    import numpy as np
-
     from advdetect import data
     from advdetect.models import resnet18
 
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(1, 6):
-        data.write_cifar_batch(folder / f"data_batch_{i}", rng.integers(0, 256, (40, 3, 32, 32)), np.arange(40) % 10)
-    data.write_cifar_batch(folder / "test_batch", rng.integers(0, 256, (20, 3, 32, 32)), np.arange(20) % 10)
-    ds = data.load("cifar10", root=tmp_path, val_size=20)
+    from .conftest import write_tiny_cifar
+
+    ds = data.load("cifar10", root=write_tiny_cifar(tmp_path, per_batch=40, test=20), val_size=20)
     torch.manual_seed(0)
     clf = resnet18(width=4).eval()
     bank = gat.bank_from_classifier(clf)
