@@ -188,3 +188,13 @@ def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist5k, tmp_pat
     again = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
     train_gat(entry, again, x, y, epochs=3, m=4, lr=1e-2, attack_kwargs=None, select_fn=select, progress=False)
     assert torch.equal(again.stacked["fc2__bias"], bias)   # reloaded from the cache with the selection applied
+
+
+def test_perturbing_negatives_in_chunks_equals_one_batch():
+    torch.manual_seed(0)
+    bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(3)]).eval()
+    neg = torch.rand(3, 7, 1, 28, 28)
+    kw = dict(norm="linf", eps=0.3, steps=4, step_size=0.05)
+    whole = gat.perturb_negatives(bank, neg, kw)
+    chunked = gat.perturb_negatives(bank, neg, {**kw, "batch_size": 6})  # 2 columns (6 inputs) per chunk
+    assert torch.allclose(whole, chunked, atol=1e-6)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 
@@ -39,15 +38,24 @@ def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch
 
 
 def perturb_negatives(bank: DetectorBank, negatives: torch.Tensor, attack_kwargs: Mapping) -> torch.Tensor:
-    """PGD on each detector's negatives ``(K, m, ...)`` to raise that detector's logit (GAT Eq. 5's inner max)."""
+    """PGD on each detector's negatives ``(K, m, ...)`` to raise that detector's logit (GAT Eq. 5's inner max).
+    A ``batch_size`` among the engine's keywords bounds the inputs per chunk (K times the columns of a chunk)."""
+    kwargs = dict(attack_kwargs)
+    batch_size = kwargs.pop("batch_size", None)
     k, m = negatives.shape[:2]
     shape = negatives.shape[2:]
+    cols = m if batch_size is None else max(1, batch_size // k)
+    parts = []
+    for start in range(0, m, cols):
+        chunk = negatives[:, start:start + cols]
+        c = chunk.shape[1]
 
-    def objective(x_flat, _):
-        return -bank.each(x_flat.view(k, m, *shape)).reshape(-1)
+        def objective(x_flat, _, c=c):
+            return -bank.each(x_flat.view(k, c, *shape)).reshape(-1)
 
-    flat = negatives.reshape(k * m, *shape)
-    return attacks.attack(objective, flat, None, **attack_kwargs).x_adv.view_as(negatives)
+        flat = chunk.reshape(k * c, *shape)
+        parts.append(attacks.attack(objective, flat, None, **kwargs).x_adv.view_as(chunk))
+    return torch.cat(parts, dim=1)
 
 
 def gat_loss(bank: DetectorBank, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
