@@ -83,10 +83,11 @@ def test_l0_projection_keeps_the_k_largest():
 
 
 def test_fgsm_is_one_signed_step_of_size_eps():
-    model = models.MLP(3, (4,), 1)
+    w = torch.tensor([1.0, -2.0, 3.0])
     x = torch.full((2, 3), 0.5)
-    res = attacks.fgsm(lambda z, _: -model(z).squeeze(1), x, None, eps=0.1, bounds=(0.0, 1.0))
-    assert torch.allclose((res.x_adv - x).abs(), torch.full_like(x, 0.1), atol=1e-6) or res.gradient_evaluations == 1
+    res = attacks.fgsm(lambda z, _: -(z @ w), x, None, eps=0.1)   # raise w.z: step along sign(w)
+    assert torch.allclose(res.x_adv - x, 0.1 * torch.sign(w).expand(2, 3), atol=1e-6)
+    assert res.gradient_evaluations == 1
 
 
 def test_unconstrained_attack_only_clips_to_the_box():
@@ -126,3 +127,20 @@ def test_engine_breaks_an_undefended_mnist_cnn(mnist5k, tmp_path):
                          random_start=True)
     assert accuracy(model, res.x_adv, y) < 0.05
     assert float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6
+
+
+def test_mim_and_targeted_and_logit_objectives_drive_an_undefended_model():
+    """MIM (decay 0.9) with the targeted CW loss reaches the target; raising a logit raises it."""
+    torch.manual_seed(0)
+    model = models.MLP(4, (16, 16), 3).eval()
+    x = torch.rand(32, 4)
+    target = torch.full((32,), 2)
+    start_logit = model(x)[:, 2].detach()
+    res = attacks.mim(losses.targeted_margin(model), x, target, norm="linf", eps=1.0, steps=50, step_size=0.05)
+    assert float((res.x_adv - x).abs().max()) <= 1.0 + 1e-6
+    with torch.no_grad():
+        hit = model(res.x_adv).argmax(1) == 2
+    assert torch.equal(hit, res.success) and float(hit.float().mean()) > 0.5
+    raised = attacks.attack(losses.raise_logit(model, index=2), x, None, eps=0.2, steps=10, step_size=0.05)
+    with torch.no_grad():
+        assert bool((model(raised.x_adv)[:, 2] >= start_logit - 1e-6).all())

@@ -326,9 +326,3 @@ def subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int = 0, strat
     idx = torch.from_numpy(idx)
     return x[idx], y[idx]
 
-
-def batches(n: int, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None):
-    """Index tensors covering ``range(n)`` in batches (shuffled with ``generator`` if asked)."""
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]

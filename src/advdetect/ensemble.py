@@ -18,7 +18,7 @@ CIFAR detectors keep it so while finetuning).
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -46,11 +46,6 @@ class DetectorBank(nn.Module):
             self.register_buffer("buf__" + _key(n), b.detach().clone())
         template = copy.deepcopy(models[0]).to("meta")
         object.__setattr__(self, "_template", template)  # not a submodule: it holds no state
-
-    @classmethod
-    def build(cls, make: Callable[[], nn.Module], k: int) -> DetectorBank:
-        """A bank of ``k`` freshly initialised models from ``make()``."""
-        return cls([make() for _ in range(k)])
 
     def _stacked_params(self) -> dict[str, torch.Tensor]:
         return {n: self.stacked[_key(n)] for n in self._names}

@@ -39,7 +39,9 @@ def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch
 
 def perturb_negatives(bank: DetectorBank, negatives: torch.Tensor, attack_kwargs: Mapping) -> torch.Tensor:
     """PGD on each detector's negatives ``(K, m, ...)`` to raise that detector's logit (GAT Eq. 5's inner max).
-    A ``batch_size`` among the engine's keywords bounds the inputs per chunk (K times the columns of a chunk)."""
+    A ``batch_size`` among the engine's keywords bounds the inputs per chunk (K times the columns of a chunk).
+    The chunking is done here, over columns, because the engine's own chunks run along the flattened rows and
+    would cut the ``(K, m)`` layout that one call of ``bank.each`` needs."""
     kwargs = dict(attack_kwargs)
     batch_size = kwargs.pop("batch_size", None)
     k, m = negatives.shape[:2]
