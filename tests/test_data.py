@@ -104,3 +104,32 @@ def test_synthetic_sets_match_appendix_f():
         assert abs(s.density(pts).sum() * h * h - 1.0) < 0.03, name
     with pytest.raises(DataError, match="ring"):
         synthetic.two_d("swissroll")
+
+
+def test_random_crop_flip_moves_and_mirrors_whole_images():
+    from advdetect.data import random_crop_flip
+
+    x = torch.rand(64, 3, 8, 8)
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), pad=2)
+    assert out.shape == x.shape
+    # every output is a shifted (zero-filled) and possibly mirrored copy of its input
+    for i in range(len(x)):
+        found = False
+        for img in (x[i], x[i].flip(2)):
+            padded = torch.nn.functional.pad(img, (2, 2, 2, 2))
+            for dy in range(5):
+                for dx in range(5):
+                    found |= torch.equal(padded[:, dy:dy + 8, dx:dx + 8], out[i])
+        assert found
+    flips = sum(not torch.equal(out[i], x[i]) for i in range(len(x)))
+    assert flips > 32  # most images moved or flipped
+
+
+def test_available_reports_cifar_without_loading_or_downloading(tmp_path):
+    from advdetect import data
+
+    from .conftest import write_tiny_cifar
+
+    assert not data.available("cifar10", tmp_path / "none")
+    assert data.available("cifar10", write_tiny_cifar(tmp_path, per_batch=4, test=4))
+    assert data.available("mnist5k")

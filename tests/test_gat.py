@@ -149,22 +149,33 @@ def test_binary_search_finds_small_successful_perturbations_and_stops_where_none
 
 
 def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_format_data(tmp_path):
-    """The CIFAR-10 path on tiny data written in CIFAR-10's own python-batch format."""
+    """The CIFAR-10 path of the chapters (classifier, finetuned detectors, robustness test) on tiny data
+    written in CIFAR-10's own python-batch format."""
     from advdetect import data
-    from advdetect.models import resnet18
 
     from .conftest import write_tiny_cifar
 
     ds = data.load("cifar10", root=write_tiny_cifar(tmp_path, per_batch=40, test=20), val_size=20)
-    torch.manual_seed(0)
-    clf = resnet18(width=4).eval()
+    cache = ArtefactCache(tmp_path / "c")
+    clf, clf_hist = gat.cifar_classifier(cache, ds, arch="resnet18", width=1 / 16, epochs=2, lr=0.01, batch_size=16,
+                                         lr_drops=[1], seed=0, device="cpu")
+    assert len(clf_hist) == 2 and all(math.isfinite(h["loss"]) for h in clf_hist)
     bank = gat.bank_from_classifier(clf)
     with torch.no_grad():
         assert torch.allclose(bank(ds.x_test[:4]), clf(ds.x_test[:4]), atol=1e-4)
-    hist = train_gat(ArtefactCache(tmp_path / "c").entry("cifar", {"t": 1}), bank, ds.x_train, ds.y_train, epochs=1,
-                     m=2, lr=1e-3, attack_kwargs=dict(norm="linf", eps=8 / 255, steps=2, step_size=2 / 255,
-                                                      rule="sign", random_start=True), progress=False)
+    attack = {**gat.CIFAR_TRAIN_ATTACK, "steps": 2, "step_size": 2 / 255}
+    bank, hist = gat.cifar_detectors(cache, ds, clf, attack=attack, epochs=1, m=2, lr=1e-3, seed=0, device="cpu")
     assert math.isfinite(hist[0]["loss"])
+    # batch norm stayed in inference mode: the running statistics are the classifier's
+    bn = [n for n, _ in bank.named_buffers() if "running_mean" in n]
+    assert bn and torch.equal(getattr(bank, bn[0])[3], dict(clf.named_buffers())[bn[0][5:].replace("__", ".")])
+    aucs = gat.robustness(cache, bank, ds.x_test, ds.y_test, dict(norm="linf", eps=8 / 255, steps=2,
+                          step_size=2 / 255, rule="sign"), ks=(0, 1), n_negatives=5)
+    assert set(aucs) == {0, 1} and all(0.0 <= a <= 1.0 for a in aucs.values())
+    table3, table17 = gat.cifar_robustness_tables(cache, bank, ds, n_negatives=4, attacks_255=((2, 2.0), (3, 0.5)),
+                                                    table17_attack_255=(2, 0.5))
+    assert list(table3.index) == ["2, 2", "3, 0.5"] and math.isnan(table3.loc["2, 2", "paper k=1"])  # no such attack in Table 3
+    assert table17.shape == (2, 10) and table17.loc["ours"].between(0, 1).all()
 
 
 def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist5k, tmp_path):
@@ -198,3 +209,25 @@ def test_perturbing_negatives_in_chunks_equals_one_batch():
     whole = gat.perturb_negatives(bank, neg, kw)
     chunked = gat.perturb_negatives(bank, neg, {**kw, "batch_size": 6})  # 2 columns (6 inputs) per chunk
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is_cached(mnist5k, tmp_path):
+    torch.manual_seed(0)
+    x, y = mnist5k.x_train[:1000], mnist5k.y_train[:1000]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval().config = {"model": "linear"}
+    cache = ArtefactCache(tmp_path)
+    xt, yt = mnist5k.x_test[:200], mnist5k.y_test[:200]
+    clean = float((model(xt).argmax(1) == yt).float().mean())
+    assert clean > 0.8
+    assert gat.robust_accuracy(cache, model, xt, yt, eps=0.0, steps=5, step_size=0.01) == pytest.approx(clean)
+    attacked = gat.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05)
+    assert attacked < 0.1
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert gat.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05) == attacked
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files

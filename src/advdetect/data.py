@@ -295,6 +295,33 @@ def _cifar10(root: Path, val_size: int, seed: int) -> Dataset:
                   source=f"python batches in {folder}")
 
 
+def available(name: str, root: str | os.PathLike | None = None) -> bool:
+    """Whether ``load(name, root)`` would find the dataset on disk now (never downloads)."""
+    if name == "cifar10":
+        folder = data_root(root) / "cifar-10-batches-py"
+        return all((folder / f).is_file() for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"])
+    try:
+        load(name, root, download=False)
+    except DataError:
+        return False
+    return True
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """CIFAR-10's standard augmentation on a batch ``(N, C, H, W)``: a random crop of the zero-padded image
+    (``pad`` pixels each side) and a horizontal flip with probability 1/2, per image."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, x.shape[1], h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, x.shape[1], h, w)
+    out = out.gather(3, cols)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
 def write_cifar_batch(path: str | os.PathLike, images: np.ndarray, labels) -> None:
     """Write images (N, 3, 32, 32) uint8 and labels in CIFAR-10's python-batch format (used by the tests)."""
     images = np.asarray(images, dtype=np.uint8)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from . import attacks
 from .ensemble import DetectorBank
+from .losses import untargeted_margin
 
 
 def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,6 +190,7 @@ def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
               "batch": batch_size, "seed": seed}
     hist = train_classifier(cache.entry("natural_classifier", config), model, ds.x_train, ds.y_train,
                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="natural classifier")
+    model.config = {"model": "natural_classifier", **config}  # identifies the trained model in cached attacks
     return model.eval(), hist
 
 
@@ -207,6 +209,7 @@ def robust_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
     hist = train_classifier(cache.entry("madry_classifier", config), model, ds.x_train, ds.y_train,
                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, attack_kwargs=kwargs,
                             desc="Madry adversarial training")
+    model.config = {"model": "madry_classifier", **config}
     return model.eval(), hist
 
 
@@ -255,6 +258,25 @@ def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, 
         p.requires_grad_(False)
     bank.config = config  # identifies the trained bank in cached evaluations
     return bank, hist
+
+
+def chapter_detectors(cache, name: str = "Linf 0.3", profile: str | None = None, device=None):
+    """The detectors of configuration ``name`` exactly as the GAT chapters train them at ``profile`` (their
+    dataset, subset and settings from :mod:`advdetect.profiles`), from the cache or trained now; other
+    chapters use this to study GAT's detectors. Returns (bank, dataset)."""
+    from . import data, profiles
+
+    p = profiles.defaults("gat_detectors", profile)
+    ds = data.load(p["DATASET"])
+    if p["TRAIN_SUBSET"] is not None:
+        ds.x_train, ds.y_train = data.subset(ds.x_train, ds.y_train, p["TRAIN_SUBSET"], seed=p["SEED"])
+    steps, step = p["TRAIN_ATTACKS"][name]
+    attack = {"norm": TABLE6[name]["norm"], "eps": TABLE6[name]["eps"], "steps": steps, "step_size": step}
+    bank, _ = detectors(cache, ds, attack=attack, width=p["WIDTH"], epochs=p["GAT_EPOCHS"], m=p["GAT_M"],
+                        lr=p["GAT_LR"], seed=p["SEED"], device=device if device is not None else "cpu",
+                        monitor=p["MONITOR"] if name == "Linf 0.3" else 0, desc=f"GAT {name}",
+                        select={"attack": validation_attack(name), "n": p["SELECT_NEG"]} if p["SELECT_BEST"] else None)
+    return bank, ds
 
 
 def robustness(cache, bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, attack: Mapping | None, *, ks=None,
@@ -324,6 +346,20 @@ def cached_attack(cache, key: Mapping, objective, x: torch.Tensor, y: torch.Tens
     return cache.memo("gat_attack", config, run)["x_adv"]
 
 
+def robust_accuracy(cache, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
+                    step_size: float, batch_size: int = 500) -> float:
+    """Accuracy of a classifier under an untargeted L-inf PGD attack (CW margin, sign steps, random start; the
+    evaluation of Madry et al.'s classifier), its adversarial examples cached under the model's ``config``."""
+    attack = dict(norm="linf", eps=eps, steps=steps, step_size=step_size, rule="sign", random_start=True,
+                  batch_size=batch_size)
+    device = next(model.parameters()).device
+    x_adv = cached_attack(cache, {"model": getattr(model, "config", None), "objective": "untargeted margin"},
+                          untargeted_margin(model), x.to(device), y.to(device), attack)
+    from .training import accuracy
+
+    return accuracy(model, x_adv, y.cpu())
+
+
 def error_at_accuracy_drop(curve, max_drop: float = 0.05) -> tuple[float, float]:
     """Tramer et al.'s operating point: the error on perturbed data at the threshold where the clean accuracy is
     at most ``max_drop`` below its value without rejection. Returns (error, accuracy) there."""
@@ -356,6 +392,104 @@ def bank_from_classifier(classifier: torch.nn.Module) -> DetectorBank:
             m.num_outputs = 1
         models.append(m)
     return DetectorBank(models)
+
+
+def cifar_network(arch: str, width: float = 1.0) -> torch.nn.Module:
+    """The CIFAR-10 classifier: ``"wrn-34-10"`` (GAT's, the Madry challenge network) or ``"resnet18"`` (cheaper;
+    ``width`` scales its channels, 1.0 = 64)."""
+    from .models import WideResNet, resnet18
+
+    if arch == "wrn-34-10":
+        return WideResNet(34, 10)
+    if arch == "resnet18":
+        return resnet18(width=max(1, int(round(64 * width))))
+    raise ValueError(f"unknown CIFAR-10 architecture {arch!r}: choose 'wrn-34-10' or 'resnet18'")
+
+
+def cifar_classifier(cache, ds, *, arch: str, width: float = 1.0, epochs: int, lr: float, batch_size: int,
+                     lr_drops=(), seed: int, device):
+    """The natural CIFAR-10 classifier the detectors start from (GAT: a naturally trained WRN-34-10, 95.01%):
+    SGD with momentum 0.9 and weight decay 2e-4, random crop and flip, ``lr`` divided by 10 at the epochs
+    ``lr_drops`` (cached). Returns (model, history)."""
+    from .data import random_crop_flip
+    from .runtime import seed_everything
+    from .training import train_classifier
+
+    seed_everything(seed)
+    model = cifar_network(arch, width).to(device)
+    config = {"data": ds.name, "n": len(ds.y_train), "arch": arch, "width": width, "epochs": epochs, "lr": lr,
+              "batch": batch_size, "lr_drops": list(lr_drops), "seed": seed}
+    hist = train_classifier(cache.entry("cifar_classifier", config), model, ds.x_train, ds.y_train, epochs=epochs,
+                            lr=lr, batch_size=batch_size, seed=seed, optimizer="sgd", weight_decay=2e-4,
+                            augment=random_crop_flip, lr_drops=lr_drops, desc="CIFAR-10 natural classifier")
+    model.eval()
+    model.config = config
+    return model, hist
+
+
+#: GAT App. A.2: the CIFAR-10 detectors' training attack (sign steps, random start; 0-1 units)
+CIFAR_TRAIN_ATTACK = {"norm": "linf", "eps": 8 / 255, "steps": 40, "step_size": 0.5 / 255, "rule": "sign",
+                      "random_start": True}
+
+
+def cifar_detectors(cache, ds, classifier: torch.nn.Module, *, attack: Mapping, epochs: int, m: int, lr: float,
+                    seed: int, device, desc: str = "GAT CIFAR-10 detectors"):
+    """GAT's CIFAR-10 detectors (App. A.2): detector k starts as the natural classifier's logit k
+    (:func:`bank_from_classifier`, batch norm in inference mode) and is finetuned with the GAT objective on
+    ``m`` positives + ``m`` perturbed negatives per step (paper: about 30 + 30), SGD with momentum 0.9, weight
+    decay 2e-4, random crop and flip (cached). ``attack`` holds the engine's keywords (paper:
+    :data:`CIFAR_TRAIN_ATTACK`). Returns (bank, history)."""
+    from .data import random_crop_flip
+    from .runtime import seed_everything
+    from .training import train_gat
+
+    seed_everything(seed)
+    bank = bank_from_classifier(classifier).to(device)
+    config = {"data": ds.name, "n": len(ds.y_train), "classifier": getattr(classifier, "config", None),
+              "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": dict(attack)}
+    hist = train_gat(cache.entry("gat_cifar_detectors", config), bank, ds.x_train, ds.y_train, epochs=epochs, m=m,
+                     lr=lr, attack_kwargs=dict(attack), seed=seed, optimizer="sgd", weight_decay=2e-4,
+                     augment=random_crop_flip, desc=desc)
+    bank.eval()
+    for p in bank.parameters():
+        p.requires_grad_(False)
+    bank.config = config
+    return bank, hist
+
+
+#: GAT Table 3's attacks on the CIFAR-10 detectors: (steps, step size on the 0-255 scale), sign steps, 8/255
+CIFAR_TABLE3_ATTACKS = ((20, 2.0), (40, 0.5), (200, 0.1), (200, 0.5), (500, 0.5))
+
+
+def cifar_robustness_tables(cache, bank: DetectorBank, ds, *, n_negatives: int, seed: int = 0,
+                            attacks_255=CIFAR_TABLE3_ATTACKS, table17_attack_255=(40, 0.5)):
+    """GAT Tables 3 and 17 for CIFAR-10 detectors, each beside the paper's values: the AUC of detectors 0 and 1
+    under L-inf 8/255 attacks of ``attacks_255`` (steps, step size in 0-255 units; normalised steepest descent
+    from the natural image), and of all ten under ``table17_attack_255`` (paper: 40 x 0.5). Returns two
+    DataFrames."""
+    import pandas as pd
+
+    from .paper import GAT_TABLE3_CIFAR, GAT_TABLE17_CIFAR
+
+    clean = generative_scores(bank, ds.x_test)
+
+    def run(steps, step, ks):
+        attack = {"norm": "linf", "eps": 8 / 255, "steps": steps, "step_size": step / 255, "rule": "sign",
+                  "batch_size": 500}
+        return robustness(cache, bank, ds.x_test, ds.y_test, attack, ks=ks, n_negatives=n_negatives, seed=seed,
+                          clean_logits=clean)
+
+    rows = []
+    for steps, step in attacks_255:
+        got = run(steps, step, (0, 1))
+        ref = GAT_TABLE3_CIFAR.get((steps, step), (np.nan, np.nan))
+        rows.append({"attack (steps, step/255)": f"{steps}, {step:g}", "k=0": got[0], "k=1": got[1],
+                     "paper k=0": ref[0], "paper k=1": ref[1]})
+    table3 = pd.DataFrame(rows).set_index("attack (steps, step/255)")
+    got = run(*table17_attack_255, range(bank.k))
+    table17 = pd.DataFrame({"ours": [got[k] for k in range(bank.k)], "paper": list(GAT_TABLE17_CIFAR[:bank.k])},
+                           index=[f"k={k}" for k in range(bank.k)]).T
+    return table3, table17
 
 
 def _replace_module(root: torch.nn.Module, old: torch.nn.Module, new: torch.nn.Module) -> None:

@@ -90,9 +90,10 @@ def thresholds_at_fpr(benign_scores, benign_pred, fpr: float, num_classes: int) 
     s, p = _np(benign_scores).ravel(), _np(benign_pred).ravel()
     tau = np.full(num_classes, np.inf)
     for c in range(num_classes):
-        sc = s[p == c]
+        sc = np.sort(s[p == c])[::-1]
         if len(sc):
-            tau[c] = np.quantile(sc, 1.0 - fpr, method="higher") if fpr > 0 else sc.max()
+            # the (floor(fpr * n) + 1)-th largest score: exactly floor(fpr * n) inputs lie above it (ties aside)
+            tau[c] = sc[min(int(np.floor(fpr * len(sc) + 1e-9)), len(sc) - 1)]
     return tau
 
 

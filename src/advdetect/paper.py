@@ -48,6 +48,34 @@ MADRY_CHALLENGE_PGD100_ACCURACY = (0.925, 0.930)
 GAT_TABLE2 = {"Carlini & Wagner 2017a (best earlier detector)": 3.68, "GAT, Linf 0.3 detectors": 4.40,
               "GAT, Linf 0.5 detectors": 5.65}
 
+# GAT Table 3 (CIFAR-10, L-inf 8/255 detectors k = 0, 1): AUC by attack (steps, step size on the 0-255 scale;
+# L-inf normalised steepest descent, eps 8/255).
+GAT_TABLE3_CIFAR = {(20, 2.0): (0.9224, 0.9533), (40, 0.5): (0.9234, 0.9553), (200, 0.1): (0.9231, 0.9550),
+                    (200, 0.5): (0.9205, 0.9504), (500, 0.5): (0.9203, 0.9500)}
+# GAT Table 17: all ten CIFAR-10 L-inf 8/255 detectors under the 40 x 0.5/255 attack.
+GAT_TABLE17_CIFAR = (0.9234, 0.9553, 0.8393, 0.7893, 0.8494, 0.8557, 0.9071, 0.9276, 0.9548, 0.9370)
+
 # GAT Table 18 (CIFAR-10, L-inf 2.0/255 detectors): AUC by training steps/step size (columns) and attack.
 GAT_TABLE18 = {"attack 10 x 0.5": {"trained 10 x 0.5": 0.9866, "trained 10 x 1.0": 0.9965},
                "attack 40 x 0.1": {"trained 10 x 0.5": 0.9892, "trained 10 x 1.0": 0.8848}}
+
+# ARCLU Table 2, MNIST half: accuracy, and ASR-1 / EROC per adaptive white-box PGD attack (T: targeted,
+# U: untargeted) for each baseline, in the paper's column order.
+ARCLU_BASELINES = ("Ours", "L-Ben", "Vanilla", "Resisting", "FS", "LID", "Madry", "TRADES")
+ARCLU_TABLE2_ACCURACY = dict(zip(ARCLU_BASELINES, (0.97, 0.97, 0.99, 0.99, 0.97, 0.98, 0.98, 0.99)))
+_T2 = {
+    "PGD Linf 0.3, T": ((0.00, 0.01, 0.86, 0.72, 0.97, 0.93, 0.01, 0.00), (1.00, 1.00, 0.98, 0.95, 0.36, 0.62, 1.00, 1.00)),
+    "PGD Linf 0.3, U": ((0.01, 0.06, 0.86, 0.89, 1.00, 0.98, 0.03, 0.01), (1.00, 0.99, 0.98, 0.94, 0.09, 0.58, 1.00, 1.00)),
+    "PGD Linf 0.4, T": ((0.21, 0.50, 0.90, 0.85, 1.00, 0.93, 0.67, 0.73), (0.99, 0.97, 0.98, 0.93, 0.10, 0.63, 0.87, 0.89)),
+    "PGD Linf 0.4, U": ((0.51, 0.85, 0.85, 0.95, 1.00, 0.98, 0.94, 0.95), (0.98, 0.89, 0.98, 0.90, 0.01, 0.57, 0.79, 0.88)),
+    "PGD L2 2.0, T": ((0.03, 0.06, 0.39, 0.08, 0.51, 0.96, 0.03, 0.01), (1.00, 0.99, 0.98, 1.00, 0.89, 0.59, 1.00, 1.00)),
+    "PGD L2 2.0, U": ((0.09, 0.21, 0.75, 0.27, 0.88, 1.00, 0.14, 0.07), (1.00, 0.97, 0.91, 0.99, 0.70, 0.53, 0.99, 0.99)),
+    "PGD L1 15, T": ((0.04, 0.05, 0.36, 0.11, 0.46, 0.87, 0.03, 0.07), (1.00, 0.99, 0.99, 1.00, 0.91, 0.61, 1.00, 1.00)),
+    "PGD L1 15, U": ((0.19, 0.11, 0.73, 0.37, 0.84, 0.98, 0.11, 0.09), (0.99, 0.99, 0.97, 0.98, 0.72, 0.56, 0.99, 0.99)),
+    "PGD L0 25, T": ((0.17, 0.03, 0.61, 0.16, 0.64, 0.81, 0.08, 0.04), (0.99, 0.99, 0.93, 0.99, 0.85, 0.65, 0.99, 1.00)),
+    "PGD L0 25, U": ((0.45, 0.12, 0.85, 0.68, 0.93, 0.98, 0.23, 0.19), (0.97, 0.98, 0.82, 0.97, 0.64, 0.54, 0.97, 0.99)),
+    "Worst case": ((0.51, 0.85, 0.90, 0.95, 1.00, 1.00, 0.94, 0.95), (0.97, 0.89, 0.82, 0.90, 0.01, 0.53, 0.79, 0.88)),
+}
+#: attack -> baseline -> {"ASR-1": ..., "EROC": ...}
+ARCLU_TABLE2_MNIST = {a: {b: {"ASR-1": asr, "EROC": er} for b, asr, er in zip(ARCLU_BASELINES, *v)}
+                      for a, v in _T2.items()}

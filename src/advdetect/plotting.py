@@ -75,3 +75,29 @@ def scatter_2d(ax, positives: np.ndarray, negatives: np.ndarray, bounds: tuple[f
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+
+
+def representation_map(ax, points: np.ndarray, pred, is_adv, title: str, num_classes: int = 10) -> None:
+    """A 2-D embedding of benign (dots) and adversarial (stars) representations, coloured by predicted class
+    (ARCLU Fig 2's convention)."""
+    pred, is_adv = np.asarray(pred), np.asarray(is_adv, dtype=bool)
+    cmap = plt.get_cmap("tab10")
+    for adv, marker, size, alpha in ((False, "o", 4, 0.45), (True, "*", 14, 0.8)):
+        sel = is_adv == adv
+        ax.scatter(points[sel, 0], points[sel, 1], c=[cmap(int(c) % 10) for c in pred[sel]], marker=marker, s=size,
+                   alpha=alpha, linewidths=0)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def representation_legend(fig, num_classes: int = 10) -> None:
+    """One legend for a figure of :func:`representation_map` panels: class colours and the two markers."""
+    from matplotlib.lines import Line2D
+
+    cmap = plt.get_cmap("tab10")
+    handles = [Line2D([], [], marker="o", ls="", color=cmap(c), label=str(c)) for c in range(num_classes)]
+    handles += [Line2D([], [], marker="o", ls="", color="grey", label="benign"),
+                Line2D([], [], marker="*", ls="", color="grey", ms=10, label="adversarial")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               title="predicted class", title_fontsize=8)

@@ -67,3 +67,36 @@ def threshold_explorer(**kwargs):
         plt.show()
 
     return widgets.interactive(show, threshold=slider)
+
+
+def asr_view(fpr: float, curves: dict, erocs: dict, title: str = ""):
+    """ARCLU's operating point: ASR against the false-positive rate of the per-class thresholds, one curve per
+    (model, attack) in ``curves`` (``name -> (fprs, asrs)``), with the ASR at ``fpr`` marked and listed beside
+    each model's EROC (which does not depend on the threshold)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    lines = []
+    for name, (fprs, asrs) in curves.items():
+        fprs, asrs = np.asarray(fprs), np.asarray(asrs)
+        at = float(np.interp(np.log(fpr), np.log(fprs), asrs))
+        (line,) = ax.plot(100 * fprs, asrs, label=f"{name}: ASR {at:.3f}, EROC {erocs[name]:.3f}")
+        ax.plot([100 * fpr], [at], "o", color=line.get_color())
+        lines.append(at)
+    ax.axvline(100 * fpr, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="false positives on held-out benign data (%)", ylabel="attack success ratio",
+           ylim=(-0.02, 1.02), title=title or f"false-positive rate {100 * fpr:.3g}%")
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def asr_explorer(curves: dict, erocs: dict):
+    """An ipywidgets log-slider over the false-positive rate that redraws :func:`asr_view`."""
+    import ipywidgets as widgets
+
+    slider = widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=np.log10(0.5), step=0.05,
+                                    description="FPR", readout_format=".3f", continuous_update=False)
+
+    def show(fpr):
+        asr_view(fpr, curves, erocs)
+        plt.show()
+
+    return widgets.interactive(show, fpr=slider)
