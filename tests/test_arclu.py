@@ -142,3 +142,27 @@ def test_embeddings_are_seeded_2d_and_unknown_methods_fail(tmp_path):
     assert (embedding.cached_embed(cache, "s", z, "t-SNE", seed=3, perplexity=10) == first).all()
     with pytest.raises(ValueError, match="unknown embedding"):
         embedding.embed(z, "PCA")
+
+
+def test_the_cifar10_path_trains_and_evaluates_on_cifar_format_data(tmp_path):
+    """ARCLU's CIFAR-10 section (detector on a CIFAR network, Table 2 rows) on tiny CIFAR-10-format data."""
+    from advdetect import data, paper
+
+    from .conftest import write_tiny_cifar
+
+    ds = data.load("cifar10", root=write_tiny_cifar(tmp_path, per_batch=20, test=30), val_size=20)
+    cache = ArtefactCache(tmp_path / "c")
+    attack = dict(norm="linf", eps=0.03, steps=2, step_size=0.007)
+    models = {}
+    for name, lben in (("ARCLU", False), ("L-Ben", True)):
+        enc, means, hist = arclu.detector(cache, ds, arch="resnet18", width=1 / 16, l=1, magnitude=10.0, epochs=1,
+                                          lr=1e-3, batch_size=25, attack=attack, fpr=0.01, lben=lben, seed=0,
+                                          device="cpu")
+        assert enc(ds.x_test[:2]).shape == (2, 10) and math.isfinite(hist[0]["loss"])
+        models[name] = (enc, means)
+    table, results = arclu.table2(cache, models, ds.x_val, ds.x_test, ds.y_test, {**attack, "steps": 3},
+                                  paper_rows=paper.ARCLU_TABLE2_CIFAR, paper_accuracy=paper.ARCLU_TABLE2_CIFAR_ACCURACY)
+    assert list(table.index) == [("ARCLU", "PGD Linf 0.03, T"), ("ARCLU", "PGD Linf 0.03, U"),
+                                 ("L-Ben", "PGD Linf 0.03, T"), ("L-Ben", "PGD Linf 0.03, U")]
+    assert table.loc[("L-Ben", "PGD Linf 0.03, U"), "paper ASR-1"] == 0.55
+    assert table["accuracy"].between(0, 1).all() and len(results) == 4

@@ -332,18 +332,27 @@ def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
 
 
 def detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, lr: float, batch_size: int,
-             attack: Mapping, fpr: float, lben: bool, seed: int, device, desc: str | None = None):
+             attack: Mapping, fpr: float, lben: bool, seed: int, device, arch: str = "small cnn",
+             desc: str | None = None):
     """ARCLU's detector (Algorithm 1), or the L-Ben ablation with ``lben=True``, cached: the encoder to
-    m = k * l dimensions, its cluster means (M = ``magnitude``) and the training history."""
+    m = k * l dimensions, its cluster means (M = ``magnitude``) and the training history. ``arch``: ARCLU's
+    small MNIST CNN (``"small cnn"``) or a CIFAR-10 network of :func:`advdetect.gat.cifar_network`
+    (``"wrn-34-10"``, the paper's; ``"resnet18"``)."""
+    from .gat import cifar_network
     from .models import ArcluEncoder
     from .runtime import seed_everything
 
     seed_everything(seed)
     k = ds.num_classes
     means = class_means(k, l=l, magnitude=magnitude)
-    encoder = ArcluEncoder(k * l, in_channels=ds.shape[0], image_size=ds.shape[1], width=width).to(device)
+    if arch == "small cnn":
+        encoder = ArcluEncoder(k * l, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
+    else:
+        encoder = cifar_network(arch, width, num_outputs=k * l)
+    encoder = encoder.to(device)
     kwargs = {"rule": "sign", **dict(attack)}
-    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "l": l, "M": magnitude, "epochs": epochs,
+    config = {"data": ds.name, "n": len(ds.y_train), "arch": arch, "width": width, "l": l, "M": magnitude,
+              "epochs": epochs,
               "lr": lr, "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed}
     hist = train_arclu(cache.entry("arclu_detector", config), encoder, ds.x_train, ds.y_train, means, epochs=epochs,
                        lr=lr, batch_size=batch_size, attack_kwargs=kwargs, fpr=fpr, lben=lben, seed=seed,
@@ -390,3 +399,33 @@ def evaluate(cache, encoder: torch.nn.Module, means: torch.Tensor, x_heldout: to
     out.update({"clean": (clean_pred, clean_score), "adv": (adv_pred, adv_score), "x_adv": x_adv.cpu(),
                 "heldout": (held_pred, held_score)})
     return out
+
+
+def table2(cache, models: Mapping, x_heldout: torch.Tensor, x: torch.Tensor, y: torch.Tensor, attack: Mapping, *,
+           paper_rows: Mapping, paper_accuracy: Mapping, seed: int = 0):
+    """ARCLU Table 2's rows for the models ``{name: (encoder, means)}`` (names ``"ARCLU"`` and ``"L-Ben"``;
+    the paper calls the first "Ours") under the targeted and the untargeted adaptive PGD of ``attack`` (engine
+    keywords with ``eps``): accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC, beside the paper's
+    values from ``paper_rows`` (``{"PGD Linf <eps>, T": {"Ours": {"ASR-1": .., "EROC": ..}, ...}}``). Returns
+    (DataFrame, ``{(name, row label): evaluate() result}``)."""
+    import pandas as pd
+
+    from .metrics import attack_success_ratio, proportion_ci, thresholds_at_fpr
+
+    results, rows = {}, []
+    for name, (enc, means) in models.items():
+        paper_name = "Ours" if name == "ARCLU" else name
+        for targeted in (True, False):
+            r = evaluate(cache, enc, means, x_heldout, x, y, attack, targeted=targeted, seed=seed)
+            label = f"PGD Linf {attack['eps']:g}, {'T' if targeted else 'U'}"
+            results[(name, label)] = r
+            ref = paper_rows.get(label, {}).get(paper_name, {})
+            tau = thresholds_at_fpr(r["heldout"][1], r["heldout"][0], 0.01, len(means) - 1)
+            _, succ, n = attack_success_ratio(y, *r["clean"], *r["adv"], tau)
+            lo, hi = proportion_ci(succ, n)
+            rows.append({"model": name, "attack": label, "accuracy": r["accuracy"], "ASR-1": r["ASR-1"],
+                         "ASR-1 95% CI": f"{lo:.3f}-{hi:.3f}", "ASR-2": r["ASR-2"], "ASR-5": r["ASR-5"],
+                         "ASR-10": r["ASR-10"], "EROC": r["EROC"],
+                         "paper accuracy": paper_accuracy.get(paper_name, np.nan),
+                         "paper ASR-1": ref.get("ASR-1", np.nan), "paper EROC": ref.get("EROC", np.nan)})
+    return pd.DataFrame(rows).set_index(["model", "attack"]), results

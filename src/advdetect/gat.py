@@ -394,15 +394,15 @@ def bank_from_classifier(classifier: torch.nn.Module) -> DetectorBank:
     return DetectorBank(models)
 
 
-def cifar_network(arch: str, width: float = 1.0) -> torch.nn.Module:
-    """The CIFAR-10 classifier: ``"wrn-34-10"`` (GAT's, the Madry challenge network) or ``"resnet18"`` (cheaper;
-    ``width`` scales its channels, 1.0 = 64)."""
+def cifar_network(arch: str, width: float = 1.0, num_outputs: int = 10) -> torch.nn.Module:
+    """The CIFAR-10 network: ``"wrn-34-10"`` (GAT's, the Madry challenge network; ARCLU's Wide ResNet) or
+    ``"resnet18"`` (cheaper; ``width`` scales its channels, 1.0 = 64), with ``num_outputs`` outputs."""
     from .models import WideResNet, resnet18
 
     if arch == "wrn-34-10":
-        return WideResNet(34, 10)
+        return WideResNet(34, 10, num_outputs=num_outputs)
     if arch == "resnet18":
-        return resnet18(width=max(1, int(round(64 * width))))
+        return resnet18(num_outputs=num_outputs, width=max(1, int(round(64 * width))))
     raise ValueError(f"unknown CIFAR-10 architecture {arch!r}: choose 'wrn-34-10' or 'resnet18'")
 
 

@@ -82,10 +82,10 @@ def representation_map(ax, points: np.ndarray, pred, is_adv, title: str, num_cla
     (ARCLU Fig 2's convention)."""
     pred, is_adv = np.asarray(pred), np.asarray(is_adv, dtype=bool)
     cmap = plt.get_cmap("tab10")
-    for adv, marker, size, alpha in ((False, "o", 4, 0.45), (True, "*", 14, 0.8)):
+    for adv, marker, size, alpha, edge in ((False, "o", 4, 0.45, 0.0), (True, "*", 24, 0.85, 0.2)):
         sel = is_adv == adv
         ax.scatter(points[sel, 0], points[sel, 1], c=[cmap(int(c) % 10) for c in pred[sel]], marker=marker, s=size,
-                   alpha=alpha, linewidths=0)
+                   alpha=alpha, edgecolors="black", linewidths=edge)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -97,7 +97,8 @@ def representation_legend(fig, num_classes: int = 10) -> None:
 
     cmap = plt.get_cmap("tab10")
     handles = [Line2D([], [], marker="o", ls="", color=cmap(c), label=str(c)) for c in range(num_classes)]
-    handles += [Line2D([], [], marker="o", ls="", color="grey", label="benign"),
-                Line2D([], [], marker="*", ls="", color="grey", ms=10, label="adversarial")]
+    handles += [Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", label="benign"),
+                Line2D([], [], marker="*", ls="", markerfacecolor="white", markeredgecolor="black", ms=11,
+                       label="adversarial")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
                title="predicted class", title_fontsize=8)

@@ -132,6 +132,17 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "PERPLEXITY": _same(30.0),
         "UMAP_NEIGHBORS": _same(15),
         "KNN": _same(10),
+        # ARCLU on CIFAR-10: runs only where asked (paper profile) and the data is present
+        "CIFAR": _by(False, False, True),
+        "CIFAR_ARCH": _by("resnet18", "resnet18", "wrn-34-10"),   # the paper: a Wide ResNet (TRADES' models)
+        "CIFAR_WIDTH": _by(0.0625, 0.25, 1.0),
+        "CIFAR_EPOCHS": _by(1, 5, 70),          # paper: 70 epochs
+        "CIFAR_EPS": _same(0.03),
+        "CIFAR_TRAIN_STEPS": _by(2, 10, 20),    # paper: 20 steps of 0.007
+        "CIFAR_TRAIN_STEP": _same(0.007),
+        "CIFAR_N_TEST": _by(50, 500, 10000),
+        "CIFAR_EVAL_STEPS": _by(5, 100, 1000),
+        "CIFAR_EVAL_STEP": _same(0.007),
     },
     # GAT Sections 3-5.1, Appendices A.1, C.1: the MNIST detectors and their robustness tests.
     "gat_detectors": {
