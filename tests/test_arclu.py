@@ -166,3 +166,12 @@ def test_the_cifar10_path_trains_and_evaluates_on_cifar_format_data(tmp_path):
                                  ("L-Ben", "PGD Linf 0.03, T"), ("L-Ben", "PGD Linf 0.03, U")]
     assert table.loc[("L-Ben", "PGD Linf 0.03, U"), "paper ASR-1"] == 0.55
     assert table["accuracy"].between(0, 1).all() and len(results) == 4
+
+
+def test_the_eq10_encoder_training_lowers_its_loss(mnist5k, tmp_path):
+    torch.manual_seed(0)
+    means = arclu.class_means(10, magnitude=1.0)
+    enc = ArcluEncoder(10, width=0.25)
+    hist = arclu.train_center(ArtefactCache(tmp_path).entry("c", {"t": 1}), enc, mnist5k.x_train[:500],
+                              mnist5k.y_train[:500], means, epochs=3, batch_size=50, progress=False)
+    assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["train_acc"] > hist[0]["train_acc"]

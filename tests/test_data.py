@@ -133,3 +133,10 @@ def test_available_reports_cifar_without_loading_or_downloading(tmp_path):
     assert not data.available("cifar10", tmp_path / "none")
     assert data.available("cifar10", write_tiny_cifar(tmp_path, per_batch=4, test=4))
     assert data.available("mnist5k")
+
+
+def test_load_for_applies_a_chapters_dataset_and_training_subset():
+    full = data.load_for({"DATASET": "mnist5k", "TRAIN_SUBSET": None, "SEED": 0})
+    cut = data.load_for({"DATASET": "mnist5k", "TRAIN_SUBSET": 700, "SEED": 0})
+    assert len(full.y_train) == 3500 and len(cut.y_train) == 700
+    assert torch.bincount(cut.y_train).tolist() == [70] * 10 and len(cut.y_test) == len(full.y_test)

@@ -24,7 +24,7 @@ import torch
 
 from . import attacks
 from .cache import Entry
-from .runtime import device_of
+from .runtime import device_of, freeze
 
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
@@ -204,31 +204,14 @@ def train_center(entry: Entry, encoder: torch.nn.Module, x: torch.Tensor, y: tor
                  epochs: int, lr: float = 1e-3, batch_size: int = 100, seed: int = 0, desc: str = "encoder (Eq. 10)",
                  progress: bool = True) -> list[dict[str, float]]:
     """The motivation experiment's encoder: representations pulled to one-hot class centres by Eq. 10 (Adam;
-    no adversarial examples), through the cache."""
-    from .training import fit
+    no adversarial examples), through the cache (:func:`advdetect.training.train_classifier` with this loss
+    and nearest-mean predictions)."""
+    from .training import train_classifier
 
-    device = device_of(encoder)
-    means = means.to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-
-    def epoch_fn(epoch: int):
-        encoder.train()
-        order = torch.randperm(len(y), generator=gen)
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(y), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            z = encoder(xb)
-            loss = center_loss(z, yb, means)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((decide(z.detach(), means, len(means) - 1)[0] == yb).sum())
-        return {"loss": loss_sum / len(y), "train_acc": correct / len(y)}
-
-    return fit(entry, encoder, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
+    means = means.to(device_of(encoder))
+    return train_classifier(entry, encoder, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            loss_fn=lambda z, t: center_loss(z, t, means),
+                            predict_fn=lambda z: decide(z, means)[0], desc=desc, progress=progress)
 
 
 # ------------------------------------------------------------------------------------ overlap, measured
@@ -292,12 +275,6 @@ def representation_study(cache, key: Mapping, represent, classify, objective, x_
 
 # ----------------------------------------------------------------------------------- cached models of the book
 
-def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
 
 def center_encoder(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, seed: int, device):
     """The motivation experiment's encoder (Eq. 10, one-hot centres), cached. Returns (encoder, means, history)."""
@@ -312,7 +289,7 @@ def center_encoder(cache, ds, *, width: float, epochs: int, lr: float, batch_siz
     hist = train_center(cache.entry("arclu_center_encoder", config), encoder, ds.x_train, ds.y_train, means,
                         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     encoder.config = {"model": "center encoder", **config}
-    return _frozen(encoder), means, hist
+    return freeze(encoder), means, hist
 
 
 def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, seed: int, device):
@@ -328,7 +305,7 @@ def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
     hist = train_classifier(cache.entry("arclu_softmax_classifier", config), model, ds.x_train, ds.y_train,
                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="softmax classifier")
     model.config = {"model": "softmax classifier", **config}
-    return _frozen(model), hist
+    return freeze(model), hist
 
 
 def detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, lr: float, batch_size: int,
@@ -358,7 +335,7 @@ def detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, 
                        lr=lr, batch_size=batch_size, attack_kwargs=kwargs, fpr=fpr, lben=lben, seed=seed,
                        desc=desc or ("L-Ben" if lben else "ARCLU"))
     encoder.config = {"model": "arclu detector", **config}
-    return _frozen(encoder), means, hist
+    return freeze(encoder), means, hist
 
 
 # ----------------------------------------------------------------------------------- evaluation (Table 2)
@@ -369,10 +346,10 @@ def evaluate(cache, encoder: torch.nn.Module, means: torch.Tensor, x_heldout: to
     random wrong class per input; else toward the nearest wrong-class mean, re-chosen every step; engine
     keywords ``attack``, adversarial examples cached), then ASR-p with per-class thresholds at p% false
     positives of the held-out benign inputs ``x_heldout``, EROC (over the adversarial examples that are
-    misclassified) and the clean accuracy. Returns a dict with those numbers, ``"asr curve"`` (FPR, ASR) for
-    the threshold explorer, and the raw scores."""
+    misclassified) and the clean accuracy. Returns a dict with those numbers, ``"counts"`` (p -> successes,
+    eligible inputs), ``"asr curve"`` (FPR, ASR) for the threshold explorer, and the raw scores."""
     from .gat import cached_attack
-    from .metrics import asr_p, eroc
+    from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr
 
     device = next(encoder.parameters()).device
     k = len(means) - 1
@@ -388,9 +365,11 @@ def evaluate(cache, encoder: torch.nn.Module, means: torch.Tensor, x_heldout: to
            "seed": seed}
     x_adv = cached_attack(cache, key, objective, x.to(device), labels.to(device), {"rule": "sign", **dict(attack)})
     adv_pred, adv_score = decide_inputs(encoder, means, x_adv)
-    out = {"accuracy": float((clean_pred == y.cpu()).float().mean())}
+    out = {"accuracy": float((clean_pred == y.cpu()).float().mean()), "counts": {}}
     for p in ps:
-        out[f"ASR-{p:g}"] = asr_p(p, held_score, held_pred, y, clean_pred, clean_score, adv_pred, adv_score, k)
+        tau = thresholds_at_fpr(held_score, held_pred, p / 100.0, k)
+        out[f"ASR-{p:g}"], succ, n = attack_success_ratio(y, clean_pred, clean_score, adv_pred, adv_score, tau)
+        out["counts"][p] = (succ, n)  # successes among the eligible inputs, for confidence intervals
     fooled = adv_pred != y.cpu()
     out["EROC"] = eroc(clean_score, clean_pred, adv_score[fooled], adv_pred[fooled]) if fooled.any() else float("nan")
     fprs = np.unique(np.r_[np.geomspace(0.001, 0.5, 60), np.asarray(ps, dtype=float) / 100])
@@ -410,7 +389,7 @@ def table2(cache, models: Mapping, x_heldout: torch.Tensor, x: torch.Tensor, y: 
     (DataFrame, ``{(name, row label): evaluate() result}``)."""
     import pandas as pd
 
-    from .metrics import attack_success_ratio, proportion_ci, thresholds_at_fpr
+    from .metrics import proportion_ci
 
     results, rows = {}, []
     for name, (enc, means) in models.items():
@@ -420,9 +399,7 @@ def table2(cache, models: Mapping, x_heldout: torch.Tensor, x: torch.Tensor, y: 
             label = f"PGD Linf {attack['eps']:g}, {'T' if targeted else 'U'}"
             results[(name, label)] = r
             ref = paper_rows.get(label, {}).get(paper_name, {})
-            tau = thresholds_at_fpr(r["heldout"][1], r["heldout"][0], 0.01, len(means) - 1)
-            _, succ, n = attack_success_ratio(y, *r["clean"], *r["adv"], tau)
-            lo, hi = proportion_ci(succ, n)
+            lo, hi = proportion_ci(*r["counts"][1])
             rows.append({"model": name, "attack": label, "accuracy": r["accuracy"], "ASR-1": r["ASR-1"],
                          "ASR-1 95% CI": f"{lo:.3f}-{hi:.3f}", "ASR-2": r["ASR-2"], "ASR-5": r["ASR-5"],
                          "ASR-10": r["ASR-10"], "EROC": r["EROC"],

@@ -295,6 +295,15 @@ def _cifar10(root: Path, val_size: int, seed: int) -> Dataset:
                   source=f"python batches in {folder}")
 
 
+def load_for(settings) -> Dataset:
+    """The dataset of a chapter's settings: ``DATASET``, cut to ``TRAIN_SUBSET`` training images (a stratified
+    subset fixed by ``SEED``) unless that is None."""
+    ds = load(settings["DATASET"])
+    if settings["TRAIN_SUBSET"] is not None:
+        ds.x_train, ds.y_train = subset(ds.x_train, ds.y_train, settings["TRAIN_SUBSET"], seed=settings["SEED"])
+    return ds
+
+
 def available(name: str, root: str | os.PathLike | None = None) -> bool:
     """Whether ``load(name, root)`` would find the dataset on disk now (never downloads)."""
     if name == "cifar10":

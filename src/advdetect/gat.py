@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from . import attacks
 from .ensemble import DetectorBank
 from .losses import untargeted_margin
+from .runtime import freeze
 
 
 def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +192,7 @@ def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
     hist = train_classifier(cache.entry("natural_classifier", config), model, ds.x_train, ds.y_train,
                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="natural classifier")
     model.config = {"model": "natural_classifier", **config}  # identifies the trained model in cached attacks
-    return model.eval(), hist
+    return freeze(model), hist
 
 
 def robust_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, attack: Mapping,
@@ -210,7 +211,7 @@ def robust_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
                             epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, attack_kwargs=kwargs,
                             desc="Madry adversarial training")
     model.config = {"model": "madry_classifier", **config}
-    return model.eval(), hist
+    return freeze(model), hist
 
 
 def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, lr: float, seed: int, device,
@@ -253,29 +254,45 @@ def detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, 
     hist = train_gat(cache.entry("gat_detectors", config), bank, ds.x_train, ds.y_train, epochs=epochs, m=m,
                      lr=lr, attack_kwargs=kwargs, seed=seed, eval_fn=monitor_fn if monitor else None,
                      select_fn=select_fn, desc=desc)
-    bank.eval()
-    for p in bank.parameters():
-        p.requires_grad_(False)
     bank.config = config  # identifies the trained bank in cached evaluations
-    return bank, hist
+    return freeze(bank), hist
+
+
+def chapter_classifiers(cache, ds, settings: Mapping, device):
+    """The natural classifier f and Madry's robust classifier with the GAT chapters' ``settings`` (the names of
+    :mod:`advdetect.profiles`' GAT training block), cached. Returns ((f, history), (robust, history))."""
+    s = settings
+    f = natural_classifier(cache, ds, width=s["WIDTH"], epochs=s["NAT_EPOCHS"], lr=s["NAT_LR"],
+                           batch_size=s["NAT_BATCH"], seed=s["SEED"], device=device)
+    robust = robust_classifier(cache, ds, width=s["WIDTH"], epochs=s["MADRY_EPOCHS"], lr=s["MADRY_LR"],
+                               batch_size=s["MADRY_BATCH"], attack=dict(norm="linf", eps=0.3, steps=s["MADRY_STEPS"],
+                                                                        step_size=s["MADRY_STEP"]),
+                               seed=s["SEED"], device=device)
+    return f, robust
+
+
+def table6_detectors(cache, ds, name: str, settings: Mapping, device):
+    """The detectors of Table 6's configuration ``name`` trained with the GAT chapters' ``settings`` (their
+    training attack from ``TRAIN_ATTACKS``; per-epoch curves for L-inf 0.3; best epoch per detector when
+    ``SELECT_BEST``), cached: every chapter that uses them gets the same artefact. Returns (bank, history)."""
+    s = settings
+    steps, step = s["TRAIN_ATTACKS"][name]
+    attack = {"norm": TABLE6[name]["norm"], "eps": TABLE6[name]["eps"], "steps": steps, "step_size": step}
+    return detectors(cache, ds, attack=attack, width=s["WIDTH"], epochs=s["GAT_EPOCHS"], m=s["GAT_M"],
+                     lr=s["GAT_LR"], seed=s["SEED"], device=device, monitor=s["MONITOR"] if name == "Linf 0.3" else 0,
+                     desc=f"GAT {name}",
+                     select={"attack": validation_attack(name), "n": s["SELECT_NEG"]} if s["SELECT_BEST"] else None)
 
 
 def chapter_detectors(cache, name: str = "Linf 0.3", profile: str | None = None, device=None):
     """The detectors of configuration ``name`` exactly as the GAT chapters train them at ``profile`` (their
-    dataset, subset and settings from :mod:`advdetect.profiles`), from the cache or trained now; other
-    chapters use this to study GAT's detectors. Returns (bank, dataset)."""
+    dataset and settings from :mod:`advdetect.profiles`), from the cache or trained now; other chapters use
+    this to study GAT's detectors. Returns (bank, dataset)."""
     from . import data, profiles
 
     p = profiles.defaults("gat_detectors", profile)
-    ds = data.load(p["DATASET"])
-    if p["TRAIN_SUBSET"] is not None:
-        ds.x_train, ds.y_train = data.subset(ds.x_train, ds.y_train, p["TRAIN_SUBSET"], seed=p["SEED"])
-    steps, step = p["TRAIN_ATTACKS"][name]
-    attack = {"norm": TABLE6[name]["norm"], "eps": TABLE6[name]["eps"], "steps": steps, "step_size": step}
-    bank, _ = detectors(cache, ds, attack=attack, width=p["WIDTH"], epochs=p["GAT_EPOCHS"], m=p["GAT_M"],
-                        lr=p["GAT_LR"], seed=p["SEED"], device=device if device is not None else "cpu",
-                        monitor=p["MONITOR"] if name == "Linf 0.3" else 0, desc=f"GAT {name}",
-                        select={"attack": validation_attack(name), "n": p["SELECT_NEG"]} if p["SELECT_BEST"] else None)
+    ds = data.load_for(p)
+    bank, _ = table6_detectors(cache, ds, name, p, device if device is not None else "cpu")
     return bank, ds
 
 
@@ -422,9 +439,8 @@ def cifar_classifier(cache, ds, *, arch: str, width: float = 1.0, epochs: int, l
     hist = train_classifier(cache.entry("cifar_classifier", config), model, ds.x_train, ds.y_train, epochs=epochs,
                             lr=lr, batch_size=batch_size, seed=seed, optimizer="sgd", weight_decay=2e-4,
                             augment=random_crop_flip, lr_drops=lr_drops, desc="CIFAR-10 natural classifier")
-    model.eval()
-    model.config = config
-    return model, hist
+    model.config = {"model": "cifar_classifier", **config}
+    return freeze(model), hist
 
 
 #: GAT App. A.2: the CIFAR-10 detectors' training attack (sign steps, random start; 0-1 units)
@@ -450,11 +466,8 @@ def cifar_detectors(cache, ds, classifier: torch.nn.Module, *, attack: Mapping, 
     hist = train_gat(cache.entry("gat_cifar_detectors", config), bank, ds.x_train, ds.y_train, epochs=epochs, m=m,
                      lr=lr, attack_kwargs=dict(attack), seed=seed, optimizer="sgd", weight_decay=2e-4,
                      augment=random_crop_flip, desc=desc)
-    bank.eval()
-    for p in bank.parameters():
-        p.requires_grad_(False)
     bank.config = config
-    return bank, hist
+    return freeze(bank), hist
 
 
 #: GAT Table 3's attacks on the CIFAR-10 detectors: (steps, step size on the 0-255 scale), sign steps, 8/255

@@ -86,3 +86,7 @@ ARCLU_TABLE2_CIFAR = {
     "PGD Linf 0.03, T": {"Ours": {"ASR-1": 0.19, "EROC": 0.91}, "L-Ben": {"ASR-1": 0.28, "EROC": 0.82}},
     "PGD Linf 0.03, U": {"Ours": {"ASR-1": 0.40, "EROC": 0.69}, "L-Ben": {"ASR-1": 0.55, "EROC": 0.56}},
 }
+
+# GAT App. A.2 / reference/original-code-facts.md: test accuracy of the naturally trained CIFAR-10 checkpoint
+# the CIFAR-10 detectors start from.
+GAT_CIFAR_NATURAL_ACCURACY = 0.9501

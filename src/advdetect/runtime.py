@@ -81,3 +81,11 @@ def provenance(profile: str, dataset: str, device: torch.device | str | None = N
         f"**Run:** profile `{profile}` · data {dataset} · {hardware(device)} · "
         f"advdetect {__version__}, torch {torch.__version__}, Python {platform.python_version()} · {when}"
     )
+
+
+def freeze(model):
+    """Evaluation mode and no parameter gradients: a trained model that is only evaluated or attacked."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -140,14 +140,17 @@ def make_optimizer(params, name: str, lr: float, *, momentum: float = 0.9, weigh
 def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
                      lr: float = 5e-4, batch_size: int = 32, seed: int = 0, attack_kwargs: Mapping | None = None,
                      optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
-                     augment: Callable | None = None, lr_drops=(), desc: str = "classifier",
+                     augment: Callable | None = None, lr_drops=(), loss_fn: Callable | None = None,
+                     predict_fn: Callable | None = None, desc: str = "classifier",
                      progress: bool = True) -> list[dict[str, float]]:
     """Cross-entropy training with Adam (GAT's natural MNIST classifier: lr 5e-4, batch 32, 10 epochs) or SGD.
 
     With ``attack_kwargs`` every batch is first replaced by its PGD adversarial examples (untargeted
     cross-entropy, the engine's keywords): Madry et al.'s adversarial training. ``augment(x, generator)``, if
     given, transforms every batch first (e.g. :func:`advdetect.data.random_crop_flip` for CIFAR-10). The
-    learning rate is divided by 10 at each epoch listed in ``lr_drops`` (a step schedule that resumes exactly)."""
+    learning rate is divided by 10 at each epoch listed in ``lr_drops`` (a step schedule that resumes exactly).
+    ``loss_fn(outputs, y)`` and ``predict_fn(outputs) -> classes`` replace cross-entropy and argmax for models
+    whose outputs are not logits (ARCLU's Eq. 10 encoder)."""
     device = device_of(model)
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -155,6 +158,7 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
     def epoch_fn(epoch: int):
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.1 ** sum(epoch >= d for d in lr_drops)
+        model.train()
         order = torch.randperm(len(y), generator=gen)
         total, correct, loss_sum = 0, 0, 0.0
         for start in range(0, len(y), batch_size):
@@ -166,12 +170,13 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
                 xb = attacks.attack(untargeted_cross_entropy(model), xb, yb, **attack_kwargs).x_adv
                 model.train()
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+            pred = predict_fn(logits.detach()) if predict_fn is not None else logits.argmax(1)
+            correct += int((pred == yb).sum())
             loss_sum += float(loss.detach()) * len(idx)
         return {"loss": loss_sum / total, "train_acc": correct / total}
 
