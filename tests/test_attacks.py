@@ -144,3 +144,15 @@ def test_mim_and_targeted_and_logit_objectives_drive_an_undefended_model():
     raised = attacks.attack(losses.raise_logit(model, index=2), x, None, eps=0.2, steps=10, step_size=0.05)
     with torch.no_grad():
         assert bool((model(raised.x_adv)[:, 2] >= start_logit - 1e-6).all())
+
+
+def test_trace_records_success_so_far_after_every_step():
+    model = _toy_classifier()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    res = attacks.attack(losses.untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=7, step_size=0.05,
+                         trace=True, batch_size=4)
+    assert res.trace.shape == (7, 6) and res.trace.dtype == torch.bool
+    assert bool((res.trace[1:].int() >= res.trace[:-1].int()).all())      # once successful, always
+    assert torch.equal(res.trace[-1], res.success)
+    assert attacks.attack(losses.untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=2,
+                          step_size=0.05).trace is None

@@ -49,6 +49,7 @@ class AttackResult:
     loss: torch.Tensor
     success: torch.Tensor | None
     gradient_evaluations: int
+    trace: torch.Tensor | None = None  # with ``trace=True``: (steps * restarts, B) success of the best so far
 
     def __iter__(self):  # allows ``x_adv, loss, success, n = attack(...)``
         return iter((self.x_adv, self.loss, self.success, self.gradient_evaluations))
@@ -209,11 +210,13 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
            restarts: int = 1, early_stop: bool = False, decay: float = 0.9,
            adam_betas: tuple[float, float] = (0.9, 0.999), l1_quantile: float = 0.99,
            bounds: tuple[float, float] = (0.0, 1.0), batch_size: int | None = None,
-           generator: torch.Generator | None = None, progress: bool = False) -> AttackResult:
+           generator: torch.Generator | None = None, progress: bool = False, trace: bool = False) -> AttackResult:
     """Minimise ``objective`` over the eps-ball around ``x`` within the box (see the module docstring).
 
     ``random_start`` starts the first restart at a random point of the ball. ``batch_size`` splits ``x`` (and
-    ``y``) into chunks attacked one after another; ``progress`` shows a bar over the chunks.
+    ``y``) into chunks attacked one after another; ``progress`` shows a bar over the chunks. ``trace`` records,
+    after every step, which samples have succeeded so far (the success-versus-steps curve of one run; needs an
+    objective that reports success).
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
@@ -230,10 +233,11 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
         parts = [attack(objective, x[i:i + batch_size], _slice(y, slice(i, i + batch_size)), norm=norm, eps=eps,
                         steps=steps, step_size=step_size, rule=rule, random_start=random_start,
                         restarts=restarts, early_stop=early_stop, decay=decay, adam_betas=adam_betas,
-                        l1_quantile=l1_quantile, bounds=bounds, generator=generator) for i in chunks]
+                        l1_quantile=l1_quantile, bounds=bounds, generator=generator, trace=trace) for i in chunks]
         succ = None if parts[0].success is None else torch.cat([p.success for p in parts])
+        tr = torch.cat([p.trace for p in parts], 1) if trace and parts[0].trace is not None else None
         return AttackResult(torch.cat([p.x_adv for p in parts]), torch.cat([p.loss for p in parts]), succ,
-                            sum(p.gradient_evaluations for p in parts))
+                            sum(p.gradient_evaluations for p in parts), tr)
 
     lo, hi = bounds
     x = x.detach()
@@ -241,6 +245,7 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
     best_loss = torch.full((len(x),), math.inf, device=x.device, dtype=x.dtype)
     best_succ: torch.Tensor | None = None
     n_grad = 0
+    history: list[torch.Tensor] = []
 
     def keep_best(x_now, loss, succ):
         nonlocal best_succ
@@ -272,6 +277,8 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
             (g,) = torch.autograd.grad(loss.sum(), x_adv)
             n_grad += 1
             keep_best(x_adv, loss, succ)
+            if trace and best_succ is not None:
+                history.append(best_succ.clone())
             if early_stop and best_succ is not None and bool(best_succ.all()):
                 break
             with torch.no_grad():
@@ -292,7 +299,12 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
                 x_last = x + delta
                 loss, succ = _evaluate(objective, x_last, y)
             keep_best(x_last, loss, succ)
-    return AttackResult(best_x, best_loss, best_succ, n_grad)
+    tr = None
+    if trace and history:
+        history[-1] = best_succ.clone()  # the last iterate, evaluated after the final step
+        history += [history[-1]] * (steps * restarts - len(history))  # an early stop keeps its last state
+        tr = torch.stack(history)
+    return AttackResult(best_x, best_loss, best_succ, n_grad, tr)
 
 
 #: the engine under its usual name

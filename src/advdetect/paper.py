@@ -90,3 +90,32 @@ ARCLU_TABLE2_CIFAR = {
 # GAT App. A.2 / reference/original-code-facts.md: test accuracy of the naturally trained CIFAR-10 checkpoint
 # the CIFAR-10 detectors start from.
 GAT_CIFAR_NATURAL_ACCURACY = 0.9501
+
+# ARCLU Table 3, MNIST half: black-box attacks, ASR-1 / EROC per baseline (paper's column order). The paper's
+# decision-based attack is Boundary; this book runs HopSkipJump (its successor, in foolbox) in those rows.
+_T3 = {
+    "Transfer Linf 0.3": ((0.00, 0.00, 0.01, 0.08, 0.96, 0.84, 0.00, 0.00), (1.00, 0.99, 1.00, 1.00, 0.73, 0.82, 1.00, 1.00)),
+    "NES Linf 0.3": ((0.01, 0.05, 0.69, 0.54, 0.75, 0.92, 0.03, 0.01), (1.00, 0.99, 0.76, 0.98, 0.66, 0.69, 1.00, 1.00)),
+    "NES L2 2.0": ((0.01, 0.11, 0.60, 0.14, 0.44, 0.93, 0.05, 0.02), (1.00, 0.99, 0.84, 1.00, 0.88, 0.59, 0.99, 1.00)),
+    "Boundary Linf 0.3": ((0.00, 0.00, 0.00, 0.00, 0.54, 0.89, 0.00, 0.00), (1.00, 1.00, 1.00, 1.00, 0.96, 0.75, 1.00, 1.00)),
+    "Boundary L2 2.0": ((0.00, 0.00, 0.00, 0.00, 0.49, 0.82, 0.00, 0.00), (1.00, 1.00, 1.00, 1.00, 0.96, 0.77, 1.00, 1.00)),
+}
+#: attack -> baseline -> {"ASR-1": ..., "EROC": ...}
+ARCLU_TABLE3_MNIST = {a: {b: {"ASR-1": asr, "EROC": er} for b, asr, er in zip(ARCLU_BASELINES, *v)}
+                      for a, v in _T3.items()}
+
+# ARCLU Table 4, MNIST half: untargeted attacks, ASR-2 / ASR-5 / EROC for four baselines.
+_T4_BASELINES = ("Ours", "L-Ben", "Vanilla", "TRADES")
+_T4 = {
+    "PGD Linf 0.4, U": ((0.32, 0.69, 0.56, 0.89), (0.09, 0.48, 0.01, 0.59), (0.98, 0.88, 0.98, 0.87)),
+    "PGD L2 2.0, U": ((0.05, 0.17, 0.58, 0.04), (0.02, 0.09, 0.19, 0.02), (1.00, 0.97, 0.91, 0.99)),
+    "PGD L0 25, U": ((0.36, 0.10, 0.68, 0.14), (0.19, 0.04, 0.26, 0.08), (0.97, 0.98, 0.82, 0.99)),
+    "CW L2 2.0": ((0.57, 0.17, 0.56, 0.07), (0.43, 0.11, 0.53, 0.03), (0.93, 0.97, 0.78, 0.99)),
+    "MIM Linf 0.4": ((0.49, 0.62, 0.76, 0.71), (0.23, 0.42, 0.41, 0.47), (0.96, 0.91, 0.72, 0.92)),
+    "FGSM Linf 0.4": ((0.00, 0.01, 0.21, 0.01), (0.00, 0.00, 0.13, 0.00), (1.00, 1.00, 0.94, 1.00)),
+    "PGD Linf 1, U": ((1.00, 1.00, 0.56, 0.95), (0.99, 1.00, 0.01, 0.81), (0.40, 0.12, 0.98, 0.53)),
+    "PGD L2 6.0, U": ((0.94, 0.90, 0.66, 0.89), (0.85, 0.75, 0.26, 0.72), (0.63, 0.51, 0.76, 0.74)),
+}
+#: attack -> baseline -> {"ASR-2": ..., "ASR-5": ..., "EROC": ...}
+ARCLU_TABLE4_MNIST = {a: {b: {"ASR-2": a2, "ASR-5": a5, "EROC": er} for b, a2, a5, er in zip(_T4_BASELINES, *v)}
+                      for a, v in _T4.items()}

@@ -178,6 +178,57 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "L2_STEPS": _by(10, 150, 1000),           # Adam steps per round (paper: 1000 of lr 1.0)
         "L2_LR": _same(1.0),
     },
+    # ARCLU Section 5 and GAT Section 4 under one suite: ten defences, adaptive white-box, multi-targeted,
+    # black-box and AutoAttack (the defences' own settings come from the chapters that train them)
+    "adaptive": {
+        "SEED": _same(0),
+        "N_TEST": _by(20, 100, 1000),             # attacked test images, a fixed seeded stratified subset
+        "N_BLACKBOX": _by(10, 20, 500),           # of which NES and HopSkipJump attack the first ones
+        "FPRS": _same([1, 2, 5, 10]),             # ASR-p: thresholds at p% false positives (ARCLU: 1)
+        "STEPS": _by(5, 40, 1000),                # PGD/MIM steps (ARCLU: 1000, Fig 7)
+        # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
+        "STEP_SIZES": _by({"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},
+                          {"linf": [0.02], "l2": [0.15], "l1": [1.5], "l0": [1.0]},
+                          {"linf": [0.0025, 0.005, 0.01], "l2": [0.02, 0.05, 0.1], "l1": [0.25, 0.5, 1.0],
+                           "l0": [0.25, 0.5, 1.0]}),
+        # ARCLU Table 2's budgets on MNIST (targeted and untargeted each)
+        "BUDGETS": _same([["linf", 0.3], ["linf", 0.4], ["l2", 2.0], ["l1", 15.0], ["l0", 25.0]]),
+        "CW_EPS": _same(2.0),                     # ARCLU Table 4: CW within L2 2.0, 5 binary searches
+        "CW_SEARCHES": _by(2, 5, 5),
+        "CW_STEPS": _by(5, 30, 1000),
+        "CW_LR": _by(0.05, 0.02, 0.01),
+        "MIM_EPS": _same(0.4),                    # MIM (decay 0.9) and FGSM at L-inf 0.4 (ARCLU Table 4)
+        "MT_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
+        "MT_STEPS": _by(5, 30, 100),              # multi-targeted attack per target (Tramer et al.: 100)
+        "SANITY_BUDGETS": _same([["linf", 1.0], ["l2", 6.0]]),
+        "SANITY_STEP": _by({"linf": 0.1, "l2": 0.5}, {"linf": 0.05, "l2": 0.3}, {"linf": 0.01, "l2": 0.05}),
+        "BB_LINF": _same(0.3),                    # black-box budgets (ARCLU Table 3, MNIST)
+        "BB_L2": _same(2.0),
+        "TRANSFER_STEPS": _by(5, 100, 1000),      # PGD on the surrogate, step 0.01
+        "NES_STEPS": _by(3, 30, 500),
+        "NES_STEP": _by({"linf": 0.05, "l2": 0.3}, {"linf": 0.02, "l2": 0.15}, {"linf": 0.005, "l2": 0.05}),
+        "NES_SIGMA": _same(0.01),
+        "NES_SAMPLES": _by(4, 20, 50),            # antithetic pairs per step (2x queries)
+        "HSJ_STEPS": _by(2, 10, 64),              # HopSkipJump iterations (foolbox default 64)
+        "HSJ_EVALS": _by(10, 40, 100),            # its initial gradient-estimation queries
+        "AA_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
+        "AA_VERSION": _by("custom", "custom", "standard"),   # custom: APGD-CE + APGD-T only
+        "AA_ITER": _by(5, 25, 100),
+        "AA_TARGETS": _by(2, 2, 9),
+        "SWEEP_DEFENCES": _by(["ARCLU"], ["ARCLU", "GAT integrated", "GAT generative"],
+                              ["ARCLU", "L-Ben", "GAT integrated", "GAT generative"]),
+        "SWEEP_STEP_SIZES": _by([0.02, 0.05], [0.005, 0.01, 0.02, 0.05], [0.001, 0.0025, 0.005, 0.01, 0.02]),
+        "SWEEP_STEPS": _by([2, 5], [10, 20, 40, 80], [10, 50, 100, 500, 1000, 2000]),
+        "SWEEP_STEP": _by(0.05, 0.02, 0.005),
+        "TRADES_BETA": _same(6.0),                # TRADES' MNIST setting (1 / lambda = 6)
+        "TRADES_EPOCHS": _by(1, 8, 100),
+        "TRADES_STEPS": _by(3, 10, 40),           # inner KL attack, L-inf 0.3 (TRADES: 40 x 0.01)
+        "TRADES_STEP": _by(0.1, 0.04, 0.01),
+        "FS_MEDIAN": _same(2),                    # median filter size (Xu et al. on MNIST: 2x2)
+        "FEATURE_FIT": _by(200, 1000, 10000),     # training images (and their PGD examples) fitting LID / MAHA
+        "LID_REFERENCE": _same(100),              # LID's reference batch (Ma et al.: minibatch 100)
+        "LID_K": _same(20),                       # LID's neighbours (Ma et al.: 20 on MNIST)
+    },
 }
 
 

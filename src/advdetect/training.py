@@ -141,8 +141,8 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
                      lr: float = 5e-4, batch_size: int = 32, seed: int = 0, attack_kwargs: Mapping | None = None,
                      optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
                      augment: Callable | None = None, lr_drops=(), loss_fn: Callable | None = None,
-                     predict_fn: Callable | None = None, desc: str = "classifier",
-                     progress: bool = True) -> list[dict[str, float]]:
+                     predict_fn: Callable | None = None, batch_loss: Callable | None = None,
+                     desc: str = "classifier", progress: bool = True) -> list[dict[str, float]]:
     """Cross-entropy training with Adam (GAT's natural MNIST classifier: lr 5e-4, batch 32, 10 epochs) or SGD.
 
     With ``attack_kwargs`` every batch is first replaced by its PGD adversarial examples (untargeted
@@ -150,7 +150,8 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
     given, transforms every batch first (e.g. :func:`advdetect.data.random_crop_flip` for CIFAR-10). The
     learning rate is divided by 10 at each epoch listed in ``lr_drops`` (a step schedule that resumes exactly).
     ``loss_fn(outputs, y)`` and ``predict_fn(outputs) -> classes`` replace cross-entropy and argmax for models
-    whose outputs are not logits (ARCLU's Eq. 10 encoder)."""
+    whose outputs are not logits (ARCLU's Eq. 10 encoder). ``batch_loss(model, x, y) -> (loss, outputs)``
+    replaces the whole per-batch loss (TRADES, :func:`advdetect.defences.trades_loss`)."""
     device = device_of(model)
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -169,8 +170,11 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
                 model.eval()
                 xb = attacks.attack(untargeted_cross_entropy(model), xb, yb, **attack_kwargs).x_adv
                 model.train()
-            logits = model(xb)
-            loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)
+            if batch_loss is not None:
+                loss, logits = batch_loss(model, xb, yb)
+            else:
+                logits = model(xb)
+                loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
