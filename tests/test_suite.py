@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -98,6 +99,35 @@ def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist5k, 
                            targeted=True, random_start=True)["x_adv"]
     assert int(mt.sum()) >= int(arena.evaluate(single)["success"].sum())
     assert arena.evaluate(x_mt)["ASR-1"] > 0.5
+
+
+def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist5k, tmp_path):
+    arena = _arena(trained, mnist5k, tmp_path, n=20)
+    out = suite.pgd_run(arena, loss="composite", norm="linf", eps=0.3, steps=20, step_size=0.03, targeted=True,
+                        target_offset=3)["x_adv"]
+    r = arena.evaluate(out)
+    hit = r["success"]
+    assert int(hit.sum()) >= 10
+    assert torch.equal(r["pred"][hit], ((arena.y + 3) % 10)[hit])
+
+
+def test_suite_run_gives_curves_for_the_views(trained, mnist5k, tmp_path):
+    x, y, xh = suite.attacked_points(mnist5k, 20, seed=0)
+    specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
+              "steps": 10, "step_sizes": [0.05]},
+             {"name": "FGSM Linf 0.3", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.3}]
+    res = suite.run_suite(ArtefactCache(tmp_path / "c"), {"Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
+                          surrogate_x={}, ps=(1, 5), progress=False)
+    curves = suite.classification_curves(res, "linf", 0.3)
+    c = curves["Vanilla"]
+    assert len(c.x) == len(c.y) and 0 <= c.x.min() and c.x.max() <= 1 and c.y.max() <= 1
+    assert c.y.max() == pytest.approx(res.arenas["Vanilla"].accuracy())   # accepting everything: clean accuracy
+    views, erocs = suite.asr_curves(res)
+    (label,) = views
+    assert label == f"Vanilla ({suite.worst_attack(res, 'Vanilla', full_only=True)})"
+    fprs, asrs = views[label]
+    assert len(fprs) == len(asrs) and np.all(np.diff(asrs) <= 1e-9)      # more false positives: fewer successes
+    assert label in erocs
 
 
 def test_best_of_prefers_successes_that_are_deepest_under_the_threshold(trained, mnist5k, tmp_path):
@@ -219,6 +249,25 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
     assert w.loc["D", "all L-inf 0.3 attacks together"] == pytest.approx(0.2)
     t = suite.results_table(s, ["PGD Linf 0.3, U"], paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
     assert isinstance(t, pd.DataFrame) and t.loc[("PGD Linf 0.3, U", "ASR-1"), ("D", "ours")] == pytest.approx(0.2)
+
+
+def test_comparison_tables_and_worst_attack():
+    specs = SPECS + [{"name": "PGD Linf 0.3, T", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3},
+                     {"name": "Multi-targeted Linf 0.3", "table": "mt", "method": "multi-targeted", "norm": "linf",
+                      "eps": 0.3}]
+    s = _fake_suite({"PGD Linf 0.3, U": [1] * 2 + [0] * 8, "PGD Linf 0.3, T": [0] * 9 + [1],
+                     "Multi-targeted Linf 0.3": [0, 1, 1, 1] + [0] * 6, "PGD Linf 0.4, U": [1] * 6 + [0] * 4,
+                     "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10,
+                     "AutoAttack Linf 0.3": [1, 0, 0, 0, 0, 1, 1, 0, 0, 0]}, specs)
+    mt = suite.multi_targeted_comparison(s)
+    row = mt.loc[("D", "Linf 0.3")]
+    assert (row["PGD targeted"], row["PGD untargeted"], row["multi-targeted"]) == pytest.approx((0.1, 0.2, 0.3))
+    aa = suite.autoattack_comparison(s).loc[("D", "AutoAttack Linf 0.3")]
+    # our L-inf 0.3 union: samples 0-3 and 9; AutoAttack: 0, 5, 6
+    assert aa["our suite ASR-1"] == pytest.approx(0.5) and aa["AutoAttack ASR-1"] == pytest.approx(0.3)
+    assert aa["found only by AutoAttack"] == 2 and aa["found only by our suite"] == 4
+    assert suite.worst_attack(s, "D") == "PGD Linf 0.4, U"
+    assert suite.worst_attack(s, "D", exclude_tables=()) == "PGD Linf 1, U"
 
 
 def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist5k):

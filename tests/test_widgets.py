@@ -34,3 +34,32 @@ def test_asr_view_reads_the_curve_at_the_chosen_rate_and_the_explorer_is_a_slide
     assert label == "model: ASR 0.500, EROC 0.970"
     w = widgets.asr_explorer(curves, {"model": 0.97})
     assert w.children[0].description == "FPR"
+
+
+def test_attack_path_view_captions_each_image_with_its_logit():
+    paths = {"a": (torch.rand(3, 1, 8, 8), torch.tensor([0.0, 1.5, 3.25])),
+             "b": (torch.rand(3, 1, 8, 8), torch.tensor([-1.0, 0.0, 2.0]))}
+    fig = widgets.attack_path_view(paths, [0, 5, 10], title="t")
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert labels[:3] == ["logit 0.0", "logit 1.5", "logit 3.2"] and len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["step 0", "step 5", "step 10"]
+
+
+def test_synthesis_explorer_runs_the_chosen_attack_on_every_model():
+    from torch import nn
+
+    from advdetect import synthesis
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x = torch.rand(5, 1, 8, 8)
+    y = torch.arange(5) % 3
+    g = synthesis.ClassGaussians.fit(torch.rand(30, 1, 8, 8), torch.arange(30) % 3, 3)
+    w = widgets.synthesis_explorer({"m": model}, x, y, g, max_steps=20, num_classes=3)
+    names = [c.description for c in w.children[:7]]
+    assert names[:3] == ["start", "index / seed", "target"]
+    for start in ("test image", "Gaussian sample", "noise"):   # what the Run button calls
+        w.f(start=start, index=1, target=2, norm="l2", eps=1.0, steps=8, step_size=0.1)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

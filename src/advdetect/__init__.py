@@ -12,5 +12,5 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from . import arclu, attacks, bench, cache, data, defences, density, embedding, ensemble, gat, losses, metrics, models, paper, plotting, profiles, runtime, suite, synthetic, training, widgets  # noqa: E402,F401,I001
+from . import arclu, attacks, bench, cache, data, defences, density, embedding, ensemble, gat, losses, metrics, models, paper, plotting, profiles, runtime, suite, synthesis, synthetic, training, widgets  # noqa: E402,F401,I001
 from .errors import AdvDetectError, CacheError, DataError, ProfileError  # noqa: E402,F401

@@ -50,6 +50,7 @@ class AttackResult:
     success: torch.Tensor | None
     gradient_evaluations: int
     trace: torch.Tensor | None = None  # with ``trace=True``: (steps * restarts, B) success of the best so far
+    snapshots: torch.Tensor | None = None  # with ``snapshots=(t, ...)``: (len(snapshots), B, ...) iterates
 
     def __iter__(self):  # allows ``x_adv, loss, success, n = attack(...)``
         return iter((self.x_adv, self.loss, self.success, self.gradient_evaluations))
@@ -210,13 +211,16 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
            restarts: int = 1, early_stop: bool = False, decay: float = 0.9,
            adam_betas: tuple[float, float] = (0.9, 0.999), l1_quantile: float = 0.99,
            bounds: tuple[float, float] = (0.0, 1.0), batch_size: int | None = None,
-           generator: torch.Generator | None = None, progress: bool = False, trace: bool = False) -> AttackResult:
+           generator: torch.Generator | None = None, progress: bool = False, trace: bool = False,
+           snapshots=None) -> AttackResult:
     """Minimise ``objective`` over the eps-ball around ``x`` within the box (see the module docstring).
 
     ``random_start`` starts the first restart at a random point of the ball. ``batch_size`` splits ``x`` (and
     ``y``) into chunks attacked one after another; ``progress`` shows a bar over the chunks. ``trace`` records,
     after every step, which samples have succeeded so far (the success-versus-steps curve of one run; needs an
-    objective that reports success).
+    objective that reports success). ``snapshots`` (step numbers, 0 = the start) records the iterate of the
+    first restart after each of those steps - the path of one run, e.g. to show an image changing as the attack
+    raises a logit; a run stopped early repeats its last iterate.
     """
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
@@ -233,11 +237,13 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
         parts = [attack(objective, x[i:i + batch_size], _slice(y, slice(i, i + batch_size)), norm=norm, eps=eps,
                         steps=steps, step_size=step_size, rule=rule, random_start=random_start,
                         restarts=restarts, early_stop=early_stop, decay=decay, adam_betas=adam_betas,
-                        l1_quantile=l1_quantile, bounds=bounds, generator=generator, trace=trace) for i in chunks]
+                        l1_quantile=l1_quantile, bounds=bounds, generator=generator, trace=trace,
+                        snapshots=snapshots) for i in chunks]
         succ = None if parts[0].success is None else torch.cat([p.success for p in parts])
         tr = torch.cat([p.trace for p in parts], 1) if trace and parts[0].trace is not None else None
+        snaps = torch.cat([p.snapshots for p in parts], 1) if snapshots is not None else None
         return AttackResult(torch.cat([p.x_adv for p in parts]), torch.cat([p.loss for p in parts]), succ,
-                            sum(p.gradient_evaluations for p in parts), tr)
+                            sum(p.gradient_evaluations for p in parts), tr, snaps)
 
     lo, hi = bounds
     x = x.detach()
@@ -246,6 +252,10 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
     best_succ: torch.Tensor | None = None
     n_grad = 0
     history: list[torch.Tensor] = []
+    wanted = sorted({int(t) for t in snapshots}) if snapshots is not None else []
+    if any(t < 0 or t > steps for t in wanted):
+        raise ValueError(f"snapshots must lie in 0..steps={steps}, got {list(snapshots)}")
+    recorded: dict[int, torch.Tensor] = {}
 
     def keep_best(x_now, loss, succ):
         nonlocal best_succ
@@ -269,6 +279,8 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
             delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
         else:
             delta = torch.zeros_like(x)
+        if restart == 0 and 0 in wanted:
+            recorded[0] = (x + delta).detach().clone()
         m = torch.zeros_like(x) if step_rule in ("adam", "momentum") else None
         v = torch.zeros_like(x) if step_rule == "adam" else None
         for t in range(1, steps + 1):
@@ -294,6 +306,8 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
                     direction = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + 1e-8)
                 delta = delta - step_size * direction
                 delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+                if restart == 0 and t in wanted:
+                    recorded[t] = (x + delta).detach().clone()
         else:
             with torch.no_grad():
                 x_last = x + delta
@@ -304,7 +318,14 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
         history[-1] = best_succ.clone()  # the last iterate, evaluated after the final step
         history += [history[-1]] * (steps * restarts - len(history))  # an early stop keeps its last state
         tr = torch.stack(history)
-    return AttackResult(best_x, best_loss, best_succ, n_grad, tr)
+    snaps = None
+    if snapshots is not None:
+        last = None
+        for t in wanted:  # an early stop repeats the last recorded iterate
+            last = recorded.get(t, last if last is not None else x.clone())
+            recorded[t] = last
+        snaps = torch.stack([recorded[int(t)] for t in snapshots]) if len(wanted) else x.new_zeros((0, *x.shape))
+    return AttackResult(best_x, best_loss, best_succ, n_grad, tr, snaps)
 
 
 #: the engine under its usual name
@@ -320,3 +341,41 @@ def fgsm(objective: Objective, x: torch.Tensor, y: Any = None, *, eps: float, **
 def mim(objective: Objective, x: torch.Tensor, y: Any = None, *, decay: float = 0.9, **kwargs) -> AttackResult:
     """Momentum iterative method (Dong et al. 2018), decay 0.9 by default."""
     return attack(objective, x, y, rule="momentum", decay=decay, **kwargs)
+
+
+def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, rounds: int, steps: int, lr: float,
+                   c_init: float = 1.0, c_bounds: tuple[float, float] = (0.0, math.inf), penalty_on: str = "loss",
+                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest-perturbation attack by a per-sample binary search on a penalty constant c (Carlini & Wagner's
+    L2 attack; GAT's Eq. 15).
+
+    Each of ``rounds`` rounds runs Adam (``steps`` steps of learning rate ``lr``, box constraint only) from the
+    natural images on ``objective(x_adv, (c, x, y))``, an objective that weighs a distance term against an
+    attack term with the per-sample constant c and reports success. With ``penalty_on="loss"`` (c multiplies
+    the attack term, CW) a success lowers c and a failure raises it; with ``"distance"`` (c multiplies the
+    distance, GAT) the other way round. c starts at ``c_init`` within ``c_bounds`` and moves to the middle of
+    its bounds, or grows tenfold while the bound it moves towards is infinite. Returns, per sample, the
+    successful iterate with the smallest L2 perturbation (``x`` where no round succeeded) and that L2 norm
+    (``inf`` there).
+    """
+    if penalty_on not in ("loss", "distance"):
+        raise ValueError(f"penalty_on must be 'loss' or 'distance', got {penalty_on!r}")
+    n = len(x)
+    lo = torch.full((n,), float(c_bounds[0]), device=x.device)
+    hi = torch.full((n,), float(c_bounds[1]), device=x.device)
+    c = torch.full((n,), float(c_init), device=x.device)
+    best_x, best_l2 = x.clone(), torch.full((n,), math.inf, device=x.device)
+    for _ in range(rounds):
+        res = attack(objective, x, (c, x, y), norm="l2", eps=math.inf, steps=steps, step_size=lr, rule="adam",
+                     batch_size=batch_size)
+        if res.success is None:
+            raise ValueError("penalty_search needs an objective that returns (loss, success)")
+        l2 = norms(res.x_adv - x, "l2")
+        better = res.success & (l2 < best_l2)
+        best_x[better] = res.x_adv[better]
+        best_l2 = torch.where(better, l2, best_l2)
+        grow = res.success if penalty_on == "distance" else ~res.success
+        lo = torch.where(grow, c, lo)
+        hi = torch.where(grow, hi, c)
+        c = torch.where(torch.isinf(hi), c * 10, (lo + hi) / 2)
+    return best_x, best_l2

@@ -328,27 +328,16 @@ def min_l2_distortion(bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, thre
     k = bank.k
     y = y.to(x.device)
     t = (y + 1 + torch.randint(0, k - 1, y.shape, generator=gen).to(x.device)) % k
-    lo = torch.full((len(x),), c_bounds[0], device=x.device)
-    hi = torch.full((len(x),), c_bounds[1], device=x.device)
-    c = torch.full((len(x),), c_init, device=x.device)
-    best = torch.full((len(x),), float("inf"), device=x.device)
 
     def objective(xa, extra):
-        tt, cc, x0, yy = extra
+        cc, x0, (tt, yy) = extra
         z = bank(xa)
         dist2 = (xa - x0).flatten(1).pow(2).sum(1)
         score, pred = z.max(1)
         return -z.gather(1, tt[:, None]).squeeze(1) + cc * dist2, (pred != yy) & (score > threshold)
 
-    for _ in range(rounds):
-        res = attacks.attack(objective, x, (t, c, x, y), norm="l2", eps=float("inf"), steps=steps, step_size=lr,
-                             rule="adam", batch_size=batch_size)
-        succ = res.success
-        l2 = (res.x_adv - x).flatten(1).norm(dim=1)
-        best = torch.where(succ, torch.minimum(best, l2), best)
-        lo = torch.where(succ, c, lo)
-        hi = torch.where(succ, hi, c)
-        c = (lo + hi) / 2
+    _, best = attacks.penalty_search(objective, x, (t, y), rounds=rounds, steps=steps, lr=lr, c_init=c_init,
+                                     c_bounds=c_bounds, penalty_on="distance", batch_size=batch_size)
     return best.cpu(), t.cpu()
 
 
@@ -468,6 +457,18 @@ def cifar_detectors(cache, ds, classifier: torch.nn.Module, *, attack: Mapping, 
                      augment=random_crop_flip, desc=desc)
     bank.config = config
     return freeze(bank), hist
+
+
+def chapter_cifar_models(cache, ds, settings: Mapping, device):
+    """GAT's CIFAR-10 natural classifier and the L-inf 8/255 detectors finetuned from it with the GAT chapters'
+    ``settings`` (their ``CIFAR_*`` names), cached. Returns ((classifier, history), (bank, history))."""
+    s = settings
+    f = cifar_classifier(cache, ds, arch=s["CIFAR_ARCH"], width=s["CIFAR_WIDTH"], epochs=s["CIFAR_CLF_EPOCHS"],
+                         lr=s["CIFAR_CLF_LR"], batch_size=s["CIFAR_CLF_BATCH"], lr_drops=s["CIFAR_CLF_DROPS"],
+                         seed=s["SEED"], device=device)
+    bank = cifar_detectors(cache, ds, f[0], attack=CIFAR_TRAIN_ATTACK, epochs=s["CIFAR_GAT_EPOCHS"], m=s["CIFAR_M"],
+                           lr=s["CIFAR_LR"], seed=s["SEED"], device=device)
+    return f, bank
 
 
 #: GAT Table 3's attacks on the CIFAR-10 detectors: (steps, step size on the 0-255 scale), sign steps, 8/255

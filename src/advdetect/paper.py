@@ -4,6 +4,14 @@ GAT = Yin et al., ICLR 2020 (MNIST, Appendix C.1 unless noted); keys name the de
 Table 6 and the attack.
 """
 
+
+def _by_baseline(rows, baselines, metrics):
+    """Unpack ``{attack: (values of metric 1 per baseline, values of metric 2 per baseline, ...)}`` into
+    ``{attack: {baseline: {metric: value}}}``."""
+    return {attack: {b: dict(zip(metrics, vals)) for b, *vals in zip(baselines, *cols)}
+            for attack, cols in rows.items()}
+
+
 # GAT Table 1 (Adam PGD) and Table 8 (normalised steepest descent): AUC of detectors k = 0, 1.
 # attack key: (steps, step size, optimiser)
 GAT_TABLE1_8 = {
@@ -77,8 +85,7 @@ _T2 = {
     "Worst case": ((0.51, 0.85, 0.90, 0.95, 1.00, 1.00, 0.94, 0.95), (0.97, 0.89, 0.82, 0.90, 0.01, 0.53, 0.79, 0.88)),
 }
 #: attack -> baseline -> {"ASR-1": ..., "EROC": ...}
-ARCLU_TABLE2_MNIST = {a: {b: {"ASR-1": asr, "EROC": er} for b, asr, er in zip(ARCLU_BASELINES, *v)}
-                      for a, v in _T2.items()}
+ARCLU_TABLE2_MNIST = _by_baseline(_T2, ARCLU_BASELINES, ("ASR-1", "EROC"))
 
 # ARCLU Table 2, CIFAR-10 half, the two rows of this book's ARCLU chapter (PGD L-inf 0.03, T and U).
 ARCLU_TABLE2_CIFAR_ACCURACY = {"Ours": 0.84, "L-Ben": 0.87}
@@ -101,8 +108,7 @@ _T3 = {
     "Boundary L2 2.0": ((0.00, 0.00, 0.00, 0.00, 0.49, 0.82, 0.00, 0.00), (1.00, 1.00, 1.00, 1.00, 0.96, 0.77, 1.00, 1.00)),
 }
 #: attack -> baseline -> {"ASR-1": ..., "EROC": ...}
-ARCLU_TABLE3_MNIST = {a: {b: {"ASR-1": asr, "EROC": er} for b, asr, er in zip(ARCLU_BASELINES, *v)}
-                      for a, v in _T3.items()}
+ARCLU_TABLE3_MNIST = _by_baseline(_T3, ARCLU_BASELINES, ("ASR-1", "EROC"))
 
 # ARCLU Table 4, MNIST half: untargeted attacks, ASR-2 / ASR-5 / EROC for four baselines.
 _T4_BASELINES = ("Ours", "L-Ben", "Vanilla", "TRADES")
@@ -117,5 +123,4 @@ _T4 = {
     "PGD L2 6.0, U": ((0.94, 0.90, 0.66, 0.89), (0.85, 0.75, 0.26, 0.72), (0.63, 0.51, 0.76, 0.74)),
 }
 #: attack -> baseline -> {"ASR-2": ..., "ASR-5": ..., "EROC": ...}
-ARCLU_TABLE4_MNIST = {a: {b: {"ASR-2": a2, "ASR-5": a5, "EROC": er} for b, a2, a5, er in zip(_T4_BASELINES, *v)}
-                      for a, v in _T4.items()}
+ARCLU_TABLE4_MNIST = _by_baseline(_T4, _T4_BASELINES, ("ASR-2", "ASR-5", "EROC"))

@@ -102,3 +102,61 @@ def representation_legend(fig, num_classes: int = 10) -> None:
                        label="adversarial")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
                title="predicted class", title_fontsize=8)
+
+
+def mosaic(images, pad: int = 1, fill: float = 1.0) -> np.ndarray:
+    """Images ``(R, C, channels, H, W)`` in [0, 1] as one ``(R*H + gaps, C*W + gaps[, 3])`` array with ``pad``
+    pixels of ``fill`` between them (grey images lose their channel axis)."""
+    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
+    if a.ndim != 5:
+        raise ValueError(f"need images of shape (rows, cols, channels, H, W), got {a.shape}")
+    r, c, ch, h, w = a.shape
+    out = np.full((r * (h + pad) - pad, c * (w + pad) - pad, ch), fill)
+    for i in range(r):
+        for j in range(c):
+            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = a[i, j].transpose(1, 2, 0)
+    return out[..., 0] if ch == 1 else out
+
+
+def image_grid(ax, images, *, row_labels=None, col_labels=None, title: str = "", row_title: str = "",
+               col_title: str = "") -> None:
+    """Draw ``images`` (R, C, channels, H, W) as one mosaic on ``ax``, with a label per row and column."""
+    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    r, c, _, h, w = a.shape
+    ax.imshow(mosaic(a), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.grid(False)
+    ax.set_xticks([j * (w + 1) + w / 2 for j in range(c)], list(col_labels) if col_labels is not None else [""] * c,
+                  fontsize=8)
+    ax.set_yticks([i * (h + 1) + h / 2 for i in range(r)], list(row_labels) if row_labels is not None else [""] * r,
+                  fontsize=8)
+    ax.tick_params(length=0)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set(title=title, xlabel=col_title, ylabel=row_title)
+    if col_title:
+        ax.xaxis.set_label_position("top")
+        ax.xaxis.tick_top()
+
+
+def image_table(fig, images, captions, *, row_labels=None, col_labels=None, title: str = ""):
+    """One small axis per image of ``images`` (R, C, channels, H, W) with ``captions[i][j]`` under it (e.g.
+    the logit an attack reached); returns the axes (R, C)."""
+    a = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    r, c = a.shape[:2]
+    axes = np.asarray(fig.subplots(r, c, squeeze=False))
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i, j]
+            img = a[i, j].transpose(1, 2, 0)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_xlabel(captions[i][j], fontsize=7, labelpad=1)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8)
+            if i == 0 and col_labels is not None:
+                ax.set_title(col_labels[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return axes

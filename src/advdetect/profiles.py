@@ -182,8 +182,8 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     # black-box and AutoAttack (the defences' own settings come from the chapters that train them)
     "adaptive": {
         "SEED": _same(0),
-        "N_TEST": _by(20, 100, 1000),             # attacked test images, a fixed seeded stratified subset
-        "N_BLACKBOX": _by(10, 20, 500),           # of which NES and HopSkipJump attack the first ones
+        "N_TEST": _by(20, 80, 1000),              # attacked test images, a fixed seeded stratified subset
+        "N_BLACKBOX": _by(10, 15, 500),           # of which NES and HopSkipJump attack the first ones
         "FPRS": _same([1, 2, 5, 10]),             # ASR-p: thresholds at p% false positives (ARCLU: 1)
         "STEPS": _by(5, 40, 1000),                # PGD/MIM steps (ARCLU: 1000, Fig 7)
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
@@ -205,11 +205,11 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "BB_LINF": _same(0.3),                    # black-box budgets (ARCLU Table 3, MNIST)
         "BB_L2": _same(2.0),
         "TRANSFER_STEPS": _by(5, 100, 1000),      # PGD on the surrogate, step 0.01
-        "NES_STEPS": _by(3, 30, 500),
+        "NES_STEPS": _by(3, 20, 500),
         "NES_STEP": _by({"linf": 0.05, "l2": 0.3}, {"linf": 0.02, "l2": 0.15}, {"linf": 0.005, "l2": 0.05}),
         "NES_SIGMA": _same(0.01),
         "NES_SAMPLES": _by(4, 20, 50),            # antithetic pairs per step (2x queries)
-        "HSJ_STEPS": _by(2, 10, 64),              # HopSkipJump iterations (foolbox default 64)
+        "HSJ_STEPS": _by(2, 8, 64),              # HopSkipJump iterations (foolbox default 64)
         "HSJ_EVALS": _by(10, 40, 100),            # its initial gradient-estimation queries
         "AA_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
         "AA_VERSION": _by("custom", "custom", "standard"),   # custom: APGD-CE + APGD-T only
@@ -217,8 +217,8 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "AA_TARGETS": _by(2, 2, 9),
         "SWEEP_DEFENCES": _by(["ARCLU"], ["ARCLU", "GAT integrated", "GAT generative"],
                               ["ARCLU", "L-Ben", "GAT integrated", "GAT generative"]),
-        "SWEEP_STEP_SIZES": _by([0.02, 0.05], [0.005, 0.01, 0.02, 0.05], [0.001, 0.0025, 0.005, 0.01, 0.02]),
-        "SWEEP_STEPS": _by([2, 5], [10, 20, 40, 80], [10, 50, 100, 500, 1000, 2000]),
+        "SWEEP_STEP_SIZES": _by([0.02, 0.05], [0.01, 0.02, 0.05], [0.001, 0.0025, 0.005, 0.01, 0.02]),
+        "SWEEP_STEPS": _by([2, 5], [5, 10, 25, 50], [10, 50, 100, 500, 1000, 2000]),
         "SWEEP_STEP": _by(0.05, 0.02, 0.005),
         "TRADES_BETA": _same(6.0),                # TRADES' MNIST setting (1 / lambda = 6)
         "TRADES_EPOCHS": _by(1, 8, 100),
@@ -228,6 +228,40 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "FEATURE_FIT": _by(200, 1000, 10000),     # training images (and their PGD examples) fitting LID / MAHA
         "LID_REFERENCE": _same(100),              # LID's reference batch (Ma et al.: minibatch 100)
         "LID_K": _same(20),                       # LID's neighbours (Ma et al.: 20 on MNIST)
+    },
+    # GAT Sections 3.2, 5.1-5.2 and Appendix D: what attacking the detectors produces (the models come from
+    # the GAT and cluster separation chapters)
+    "synthesis": {
+        "SEED": _same(0),
+        # targeted attack of Fig 3: raise the target's logit within L-inf 0.4, 100 steps of 0.01 (GAT's MNIST
+        # attacks run Adam on the perturbation)
+        "TARGETED_EPS": _same(0.4),
+        "TARGETED_STEPS": _by(10, 100, 100),
+        "TARGETED_STEP": _by(0.04, 0.01, 0.01),
+        "TARGETED_RULE": _same("adam"),
+        "TARGETED_N": _by(20, 200, 1000),          # test images toward a random other class, judged
+        "HIST_CLASS": _same(1),                    # Fig 8: class 1's logit
+        "HIST_N": _by(20, 200, 1000),              # natural class-1 images, and other-class images pushed to 1
+        # class-conditional synthesis of Fig 6 (Santurkar et al.): L2 eps 30, 60 steps of 0.5, no random start
+        "GAUSS_REG": _same(1e-4),                  # covariance + 1e-4 I
+        "SYN_PER_CLASS": _by(2, 10, 10),
+        "SYN_EPS": _same(30.0),
+        "SYN_STEPS": _by(10, 60, 60),
+        "SYN_STEP": _same(0.5),
+        # Gaussian-noise attack of Fig 18: unconstrained L2, step 0.5, shown at steps 0, 50, ..., 200
+        "NOISE_STEPS": _by(20, 200, 200),
+        "NOISE_EVERY": _by(5, 50, 50),
+        "NOISE_STEP": _same(0.5),
+        "NOISE_SEED": _same(0),
+        "JUDGE_K": _same(5),                       # neighbours of the pixel-space kNN judge
+        # GAT Fig 5 / 13 and Fig 10 on CIFAR-10: only where asked (paper profile) and the data is present
+        "CIFAR": _by(False, False, True),
+        "CIFAR_TARGETED_EPS": _same(12 / 255),     # Fig 5: L-inf 12, 30 steps of 2.0 (0-255 scale)
+        "CIFAR_TARGETED_STEPS": _by(3, 30, 30),
+        "CIFAR_TARGETED_STEP": _same(2 / 255),
+        "CIFAR_SYN_EPS": _same(30.0),              # Fig 6 (0-1 units; Fig 13's L-inf 16 detectors: eps 100)
+        "CIFAR_SYN_STEPS": _by(5, 60, 60),
+        "CIFAR_SYN_STEP": _same(0.5),
     },
 }
 

@@ -188,15 +188,20 @@ def _run_cached(arena: Arena, run: Mapping, compute) -> dict:
 
 def pgd_run(arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float, targeted: bool,
             rule: str = "steepest", random_start: bool = False, restarts: int = 1, trace: bool = False,
-            batch_size: int = 500) -> dict:
+            target_offset: int | None = None, batch_size: int = 500) -> dict:
     """One engine run (cached): ``{"x_adv"}``, with ``trace`` also ``"trace"``: (steps, N) which samples had
-    succeeded after each step."""
+    succeeded after each step. A targeted run aims at the arena's random targets, or with ``target_offset`` r
+    at the classes (y + r) mod K."""
     run = {"method": "pgd", "loss": loss, "norm": norm, "eps": eps, "steps": steps, "step_size": step_size,
            "targeted": targeted, "rule": rule, "random_start": random_start, "restarts": restarts, "trace": trace}
+    if target_offset is not None:
+        run["target_offset"] = int(target_offset)
 
     def compute():
         dev = arena.device
-        labels = (arena.y.to(dev), arena.targets.to(dev)) if targeted else arena.y.to(dev)
+        targets = (arena.targets if target_offset is None
+                   else (arena.y + target_offset) % arena.defence.num_classes)
+        labels = (arena.y.to(dev), targets.to(dev)) if targeted else arena.y.to(dev)
         res = attacks.attack(objective(arena.defence, loss, arena.tau[arena.ps[0]], targeted), arena.x.to(dev),
                              labels, norm=norm, eps=eps, steps=steps, step_size=step_size, rule=rule,
                              random_start=random_start, restarts=restarts, early_stop=not trace, trace=trace,
@@ -230,23 +235,9 @@ def multi_targeted(arena: Arena, *, norm: str, eps: float, steps: int, step_size
                    random_start: bool = True) -> torch.Tensor:
     """Tramer et al. 2020's multi-targeted attack on any defence: for each of the K-1 other classes t, first
     make the defence predict t, then lower the score below tau_t (the targeted composite loss); per sample the
-    best over targets. Cached per target."""
-    k = arena.defence.num_classes
-    runs = []
-    for r in range(1, k):
-        t = (arena.y + r) % k
-        run = {"method": "multi-targeted", "offset": r, "norm": norm, "eps": eps, "steps": steps,
-               "step_size": step_size, "random_start": random_start}
-
-        def compute(t=t):
-            dev = arena.device
-            res = attacks.attack(objective(arena.defence, "composite", arena.tau[arena.ps[0]], True),
-                                 arena.x.to(dev), (arena.y.to(dev), t.to(dev)), norm=norm, eps=eps, steps=steps,
-                                 step_size=step_size, rule="steepest", random_start=random_start, early_stop=True,
-                                 batch_size=500, generator=torch.Generator().manual_seed(arena.seed))
-            return {"x_adv": res.x_adv.cpu()}
-
-        runs.append(_run_cached(arena, run, compute)["x_adv"])
+    best over targets. Each target's run is a cached :func:`pgd_run`."""
+    runs = [pgd_run(arena, loss="composite", norm=norm, eps=eps, steps=steps, step_size=step_size, targeted=True,
+                    random_start=random_start, target_offset=r)["x_adv"] for r in range(1, arena.defence.num_classes)]
     return best_of(arena, runs)
 
 
@@ -263,11 +254,6 @@ def cw_l2(arena: Arena, *, eps: float, searches: int = 5, steps: int = 100, lr: 
         dev = arena.device
         x, y = arena.x.to(dev), arena.y.to(dev)
         tau = arena.tau[arena.ps[0]].to(dev)
-        n = len(x)
-        lo = torch.zeros(n, device=dev)
-        hi = torch.full((n,), math.inf, device=dev)
-        c = torch.full((n,), c_init, device=dev)
-        best_x, best_l2 = x.clone(), torch.full((n,), math.inf, device=dev)
 
         def fn(xa, extra):
             cc, x0, yy = extra
@@ -275,16 +261,8 @@ def cw_l2(arena: Arena, *, eps: float, searches: int = 5, steps: int = 100, lr: 
             dist = (xa - x0).flatten(1).pow(2).sum(1)
             return dist + cc * adaptive_loss(loss, z, s, yy, tau).clamp_min(0), succeeded(z, s, yy, tau)
 
-        for _ in range(searches):
-            res = attacks.attack(fn, x, (c, x, y), norm="l2", eps=math.inf, steps=steps, step_size=lr, rule="adam",
-                                 batch_size=500)
-            l2 = (res.x_adv - x).flatten(1).norm(dim=1)
-            better = res.success & (l2 < best_l2)
-            best_x[better] = res.x_adv[better]
-            best_l2 = torch.where(better, l2, best_l2)
-            hi = torch.where(res.success, torch.minimum(hi, c), hi)
-            lo = torch.where(res.success, lo, torch.maximum(lo, c))
-            c = torch.where(torch.isinf(hi), c * 10, (lo + hi) / 2)
+        best_x, best_l2 = attacks.penalty_search(fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init,
+                                                 penalty_on="loss", batch_size=500)
         keep = best_l2 <= eps + 1e-6
         return {"x_adv": torch.where(keep[:, None, None, None], best_x, x).cpu()}
 
@@ -733,14 +711,13 @@ def worst_case(suite: SuiteResult, exclude_tables=("sanity",)):
 
     rows = []
     for d in suite.defences:
-        best = max((s for s in suite.specs if s["table"] not in exclude_tables),
-                   key=lambda s: (suite.get(d, s["name"]), -len(s["name"])))
-        r = suite.results[(d, best["name"])]
+        name = worst_attack(suite, d, exclude_tables)
+        r = suite.results[(d, name)]
         lo, hi = proportion_ci(*r["counts"][1])
         elig = _eligible(suite, d)
         u = union_success(suite, d, "linf", 0.3)
         rows.append({"defence": d, "accuracy": suite.arenas[d].accuracy(), "worst-case ASR-1": r["ASR-1"],
-                     "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": best["name"],
+                     "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": name,
                      "EROC there": r["EROC"],
                      "all L-inf 0.3 attacks together": float(u[elig].float().mean()) if len(u) else float("nan")})
     return pd.DataFrame(rows).set_index("defence").sort_values("worst-case ASR-1")
@@ -800,15 +777,87 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
             w = asr(wb, m)
             add(d, f"{s['name']} <= white-box", f"{bb:.2f} vs {w:.2f}", bb <= w + 1.0 / n)
         for s in suite.specs:
-            if s["table"] != "aa":
-                continue
-            aa = suite.results[(d, s["name"])]["success"]
-            ours = union_success(suite, d, *threat(s))
-            missed = int((aa & ~ours & elig).sum())
-            va, vo = asr(aa), asr(ours) if len(ours) else float("nan")
-            add(d, f"{s['name']} <= suite + {aa_margin:g}", f"{va:.2f} vs {vo:.2f} ({missed} found only by AA)",
-                va <= vo + aa_margin)
+            if s["table"] == "aa":
+                c = _aa_comparison(suite, d, s)
+                va, vo = c["AutoAttack ASR-1"], c["our suite ASR-1"]
+                add(d, f"{s['name']} <= suite + {aa_margin:g}",
+                    f"{va:.2f} vs {vo:.2f} ({c['found only by AutoAttack']} found only by AA)", va <= vo + aa_margin)
     return pd.DataFrame(rows)
+
+
+def _aa_comparison(suite: SuiteResult, defence: str, spec: Mapping) -> dict:
+    elig = _eligible(suite, defence)
+    aa = suite.results[(defence, spec["name"])]["success"]
+    ours = union_success(suite, defence, *threat(spec))
+    if not len(ours):
+        ours = torch.zeros_like(aa)
+    rate = (lambda m: float(m[elig].float().mean())) if int(elig.sum()) else (lambda m: float("nan"))
+    return {"AutoAttack ASR-1": rate(aa), "our suite ASR-1": rate(ours),
+            "found only by AutoAttack": int((aa & ~ours & elig).sum()),
+            "found only by our suite": int((ours & ~aa & elig).sum())}
+
+
+def autoattack_comparison(suite: SuiteResult):
+    """AutoAttack against our whole white-box suite at the same budget, per defence: both ASR-1 (on the same
+    eligible images) and how many images only one of them broke."""
+    import pandas as pd
+
+    rows = [{"defence": d, "attack": s["name"], **_aa_comparison(suite, d, s)}
+            for d in suite.defences for s in suite.specs if s["table"] == "aa"]
+    return pd.DataFrame(rows).set_index(["defence", "attack"])
+
+
+def multi_targeted_comparison(suite: SuiteResult):
+    """The multi-targeted attack beside the targeted and untargeted PGD attacks of the same budget, per
+    defence (ASR-1 at the first FPR; the multi-targeted attack's Wilson 95% interval)."""
+    import pandas as pd
+
+    rows = []
+    for d in suite.defences:
+        for s in (s for s in suite.specs if s["table"] == "mt"):
+            budget = attack_name(*threat(s))
+            r = suite.results[(d, s["name"])]
+            lo, hi = proportion_ci(*r["counts"][suite.arenas[d].ps[0]])
+            rows.append({"defence": d, "budget": budget, "PGD targeted": suite.get(d, f"PGD {budget}, T"),
+                         "PGD untargeted": suite.get(d, f"PGD {budget}, U"), "multi-targeted": r["ASR-1"],
+                         "95% CI": f"{lo:.2f}-{hi:.2f}"})
+    return pd.DataFrame(rows).set_index(["defence", "budget"])
+
+
+def classification_curves(suite: SuiteResult, norm: str, eps: float) -> dict:
+    """GAT's view of every defence: accuracy on clean images against the error on attacked ones (misclassified
+    and accepted) as the rejection threshold moves, under the strongest white-box attack per image within
+    (``norm``, ``eps``). Returns defence -> :class:`advdetect.metrics.Curve`."""
+    from .metrics import classification_curve
+
+    curves = {}
+    for d in suite.defences:
+        arena = suite.arenas[d]
+        adv_pred, adv_score = arena.defence.decide(strongest(suite, d, norm, eps))
+        # classification_curve accepts inputs whose score is >= the threshold: pass minus the rejection score
+        curves[d] = classification_curve(-arena.clean[1], arena.clean[0], arena.y, -adv_score, adv_pred, arena.y)
+    return curves
+
+
+def worst_attack(suite: SuiteResult, defence: str, exclude_tables=("sanity",), full_only: bool = False) -> str:
+    """The name of the attack with the largest ASR-1 on ``defence`` (ties: the shorter name), optionally
+    among the attacks run on every attacked image (NES and HopSkipJump run on fewer)."""
+    n = len(suite.arenas[defence].x) if full_only else None
+    names = [s["name"] for s in suite.specs if s["table"] not in exclude_tables
+             and (n is None or suite.results[(defence, s["name"])]["n"] == n)]
+    return max(names, key=lambda a: (suite.get(defence, a), -len(a)))
+
+
+def asr_curves(suite: SuiteResult) -> tuple[dict, dict]:
+    """For the threshold explorer: per defence, the ASR-vs-FPR curve and the EROC of its worst attack among
+    those run on every attacked image. Returns ({label: (fprs, ASRs)}, {label: EROC})."""
+    curves, erocs = {}, {}
+    for d in suite.defences:
+        name = worst_attack(suite, d, full_only=True)
+        r = suite.results[(d, name)]
+        curves[f"{d} ({name})"] = asr_curve(suite.arenas[d], r)
+        erocs[f"{d} ({name})"] = r["EROC"]
+    return curves, erocs
 
 
 def step_sweeps(arena: Arena, *, norm: str, eps: float, step_sizes, steps_list, step_size: float,
@@ -817,9 +866,9 @@ def step_sweeps(arena: Arena, *, norm: str, eps: float, step_sizes, steps_list, 
     (at the largest number of steps), and ASR-1 of independent runs with each number of steps (at
     ``step_size``), plus the best-so-far ASR trace of the longest run."""
     by_size = {}
-    for a in step_sizes:
+    for a in step_sizes:  # the run at ``step_size`` is also the traced longest run of the steps sweep
         r = arena.evaluate(pgd_run(arena, loss=loss, norm=norm, eps=eps, steps=max(steps_list), step_size=a,
-                                   targeted=False)["x_adv"])
+                                   targeted=False, trace=a == step_size)["x_adv"])
         by_size[a] = (r["ASR-1"], r["EROC"])
     by_steps = {}
     for t in steps_list:

@@ -100,3 +100,60 @@ def asr_explorer(curves: dict, erocs: dict):
         plt.show()
 
     return widgets.interactive(show, fpr=slider)
+
+
+def attack_path_view(paths: dict, steps, *, title: str = "", caption: str = "logit {:.1f}"):
+    """The path of one attack per row: ``paths`` maps a row label to (images (S, C, H, W), logits (S,)) at the
+    ``steps``; each image is captioned with its logit (GAT Fig 18's layout)."""
+    from .plotting import image_table
+
+    rows = list(paths)
+    images = np.stack([_np(paths[r][0]) for r in rows])
+    captions = [[caption.format(float(v)) for v in _np(paths[r][1])] for r in rows]
+    fig = plt.figure(figsize=(1.05 * len(steps) + 0.8, 1.2 * len(rows) + 0.4), layout="constrained")
+    image_table(fig, images, captions, row_labels=rows, col_labels=[f"step {int(t)}" for t in steps], title=title)
+    return fig
+
+
+def synthesis_explorer(models: dict, x: "np.ndarray | object", y, gaussians, *, max_steps: int = 200,
+                       num_classes: int = 10):
+    """Pick a starting point (a test image of ``x``/``y``, a sample of the class-conditional ``gaussians`` or a
+    clipped N(0, 1) noise image, chosen by index or seed), a target class and a budget, press *Run*, and watch
+    every model of ``models`` (name -> defence) raise the target's logit: five snapshots of each attack with the
+    logit under each image (:func:`attack_path_view`)."""
+    import math
+
+    import ipywidgets as widgets
+    import torch
+
+    from . import synthesis
+
+    start = widgets.Dropdown(options=["test image", "Gaussian sample", "noise"], value="test image",
+                             description="start")
+    index = widgets.IntSlider(value=0, min=0, max=len(x) - 1, description="index / seed")
+    target = widgets.Dropdown(options=list(range(num_classes)), value=1, description="target")
+    norm = widgets.Dropdown(options=[("L2", "l2"), ("L-inf", "linf")], value="l2", description="norm")
+    eps = widgets.FloatLogSlider(value=30.0, base=10, min=-2, max=2, step=0.05, description="eps (inf: 100)")
+    steps = widgets.IntSlider(value=min(60, max_steps), min=5, max=max_steps, step=5, description="steps")
+    step_size = widgets.FloatLogSlider(value=0.5, base=10, min=-3, max=0.5, step=0.05, description="step size")
+
+    def show(start, index, target, norm, eps, steps, step_size):
+        if start == "test image":
+            x0 = torch.as_tensor(x[index:index + 1]).float()
+        elif start == "Gaussian sample":
+            x0 = gaussians.sample([target], torch.Generator().manual_seed(index))
+        else:
+            x0 = synthesis.noise_image(tuple(x.shape[1:]), seed=index)
+        marks = sorted({int(round(steps * f)) for f in (0, 0.25, 0.5, 0.75, 1.0)})
+        t = torch.tensor([target])
+        paths = {}
+        for name, model in models.items():
+            res = synthesis.raise_logit(model, x0, t, norm=norm, eps=math.inf if eps >= 99 else eps, steps=steps,
+                                        step_size=step_size, snapshots=marks)
+            snaps = res.snapshots[:, 0].cpu()
+            paths[name] = (snaps, synthesis.target_logits(model, snaps, t.repeat(len(marks))))
+        attack_path_view(paths, marks, title=f"raising class {target}'s logit from a {start} ({norm}, eps {eps:.3g})")
+        plt.show()
+
+    return widgets.interactive(show, {"manual": True, "manual_name": "Run"}, start=start, index=index, target=target,
+                               norm=norm, eps=eps, steps=steps, step_size=step_size)
