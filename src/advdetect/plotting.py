@@ -130,6 +130,8 @@ def image_grid(ax, images, *, row_labels=None, col_labels=None, title: str = "",
     ax.set_yticks([i * (h + 1) + h / 2 for i in range(r)], list(row_labels) if row_labels is not None else [""] * r,
                   fontsize=8)
     ax.tick_params(length=0)
+    if col_labels is not None and max((len(str(v)) for v in col_labels), default=0) > 3:
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right" if not col_title else "left")
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
     ax.set(title=title, xlabel=col_title, ylabel=row_title)

@@ -201,7 +201,9 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "MT_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
         "MT_STEPS": _by(5, 30, 100),              # multi-targeted attack per target (Tramer et al.: 100)
         "SANITY_BUDGETS": _same([["linf", 1.0], ["l2", 6.0]]),
-        "SANITY_STEP": _by({"linf": 0.1, "l2": 0.5}, {"linf": 0.05, "l2": 0.3}, {"linf": 0.01, "l2": 0.05}),
+        # their step sizes (per-sample best): a small one and, for L2, one that crosses the ball in a few steps
+        "SANITY_STEP_SIZES": _by({"linf": [0.1], "l2": [0.5]}, {"linf": [0.05], "l2": [0.3, 1.0]},
+                                 {"linf": [0.01], "l2": [0.05, 0.25]}),
         "BB_LINF": _same(0.3),                    # black-box budgets (ARCLU Table 3, MNIST)
         "BB_L2": _same(2.0),
         "TRANSFER_STEPS": _by(5, 100, 1000),      # PGD on the surrogate, step 0.01

@@ -539,7 +539,7 @@ def attack_specs(p: Mapping) -> list[dict]:
                       "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": p["STEP_SIZES"][norm][0]})
     for norm, eps in p["SANITY_BUDGETS"]:
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
-                      "eps": eps, "targeted": False, "steps": steps, "step_sizes": [p["SANITY_STEP"][norm]]})
+                      "eps": eps, "targeted": False, "steps": steps, "step_sizes": list(p["SANITY_STEP_SIZES"][norm])})
     specs.append({"name": f"Transfer {attack_name('linf', p['BB_LINF'])}", "table": 3, "method": "transfer",
                   "norm": "linf", "eps": p["BB_LINF"]})
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
