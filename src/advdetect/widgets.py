@@ -115,12 +115,12 @@ def attack_path_view(paths: dict, steps, *, title: str = "", caption: str = "log
     return fig
 
 
-def synthesis_explorer(models: dict, x: "np.ndarray | object", y, gaussians, *, max_steps: int = 200,
+def synthesis_explorer(models: dict, x, y, gaussians, *, max_steps: int = 200,
                        num_classes: int = 10):
     """Pick a starting point (a test image of ``x``/``y``, a sample of the class-conditional ``gaussians`` or a
     clipped N(0, 1) noise image, chosen by index or seed), a target class and a budget, press *Run*, and watch
     every model of ``models`` (name -> defence) raise the target's logit: five snapshots of each attack with the
-    logit under each image (:func:`attack_path_view`)."""
+    logit under each image (:func:`attack_path_view`). ``x`` (N, C, H, W) and labels ``y`` are tensors."""
     import math
 
     import ipywidgets as widgets
@@ -138,8 +138,10 @@ def synthesis_explorer(models: dict, x: "np.ndarray | object", y, gaussians, *, 
     step_size = widgets.FloatLogSlider(value=0.5, base=10, min=-3, max=0.5, step=0.05, description="step size")
 
     def show(start, index, target, norm, eps, steps, step_size):
+        origin = f"a {start}"
         if start == "test image":
             x0 = torch.as_tensor(x[index:index + 1]).float()
+            origin = f"test image {index} (class {int(y[index])})"
         elif start == "Gaussian sample":
             x0 = gaussians.sample([target], torch.Generator().manual_seed(index))
         else:
@@ -152,7 +154,7 @@ def synthesis_explorer(models: dict, x: "np.ndarray | object", y, gaussians, *, 
                                         step_size=step_size, snapshots=marks)
             snaps = res.snapshots[:, 0].cpu()
             paths[name] = (snaps, synthesis.target_logits(model, snaps, t.repeat(len(marks))))
-        attack_path_view(paths, marks, title=f"raising class {target}'s logit from a {start} ({norm}, eps {eps:.3g})")
+        attack_path_view(paths, marks, title=f"raising class {target}'s logit from {origin} ({norm}, eps {eps:.3g})")
         plt.show()
 
     return widgets.interactive(show, {"manual": True, "manual_name": "Run"}, start=start, index=index, target=target,
