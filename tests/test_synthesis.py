@@ -231,3 +231,30 @@ def test_mosaic_and_grid_figures():
     axes = plotting.image_table(fig2, imgs, [["x"] * 3] * 2, row_labels=["a", "b"])
     assert axes.shape == (2, 3)
     plt.close("all")
+
+
+def test_even_marks_and_attack_path():
+    assert synthesis.even_marks(200, every=50) == [0, 50, 100, 150, 200]
+    assert synthesis.even_marks(12, every=5) == [0, 5, 10, 12]
+    assert synthesis.even_marks(60) == [0, 15, 30, 45, 60]
+    model = Linear()
+    x = torch.full((2, 1, 4, 4), 0.5)
+    p = synthesis.attack_path(model, x, torch.tensor([0, 2]), norm="linf", eps=0.1, steps=8, step_size=0.02,
+                              marks=[0, 4, 8])
+    assert p["images"].shape == (2, 3, 1, 4, 4) and p["logits"].shape == (2, 3)
+    assert torch.equal(p["images"][:, 0], x) and (p["logits"][:, -1] > p["logits"][:, 0]).all()
+
+
+def test_pushed_is_cached_by_the_images_and_targets(tmp_path):
+    from advdetect.cache import ArtefactCache
+
+    cache = ArtefactCache(tmp_path)
+    model = Linear()
+    model.config = {"model": "linear"}
+    x = torch.full((3, 1, 4, 4), 0.5)
+    attack = dict(norm="linf", eps=0.1, steps=5, step_size=0.05)
+    a = synthesis.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack)
+    assert torch.equal(a, synthesis.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack))
+    assert len(list((tmp_path / "synthesis").iterdir())) == 1
+    synthesis.pushed(cache, model, x, torch.tensor([1, 1, 2]), attack)    # other targets: another entry
+    assert len(list((tmp_path / "synthesis").iterdir())) == 2

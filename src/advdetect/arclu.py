@@ -338,6 +338,22 @@ def detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, 
     return freeze(encoder), means, hist
 
 
+def chapter_detector(cache, profile: str | None = None, device=None, lben: bool = False):
+    """ARCLU's detector (or L-Ben) exactly as the cluster separation chapter trains it at ``profile`` (its dataset
+    and settings from :mod:`advdetect.profiles`), from the cache or trained now; other chapters use this to
+    study or attack it. Returns (encoder, means, dataset)."""
+    from . import data, profiles
+
+    c = profiles.defaults("cluster_separation", profile)
+    ds = data.load_for(c)
+    encoder, means, _ = detector(
+        cache, ds, width=c["WIDTH"], l=c["L"], magnitude=c["M"], epochs=c["EPOCHS"], lr=c["LR"],
+        batch_size=c["BATCH"], attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
+                                           step_size=c["TRAIN_STEP"]),
+        fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device if device is not None else "cpu")
+    return encoder, means, ds
+
+
 # ----------------------------------------------------------------------------------- evaluation (Table 2)
 
 def evaluate(cache, encoder: torch.nn.Module, means: torch.Tensor, x_heldout: torch.Tensor, x: torch.Tensor,

@@ -62,6 +62,11 @@ def _canonical(config: Mapping[str, Any]) -> str:
     return json.dumps(conv(dict(config)), sort_keys=True, separators=(",", ":"))
 
 
+def fingerprint(t: torch.Tensor) -> list:
+    """A tensor's identity in a cache key: its length and the sum of its entries."""
+    return [len(t), float(t.sum())]
+
+
 def config_key(kind: str, config: Mapping[str, Any]) -> str:
     """The hash that names an artefact: kind, schema version and configuration."""
     text = f"{kind}|{SCHEMA}|{_canonical(config)}"

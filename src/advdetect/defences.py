@@ -367,21 +367,13 @@ def book_defences(cache, profile: str, settings: Mapping, device, progress: bool
     separation chapter trains them, and what only this chapter needs, from ``settings`` (the ``adaptive``
     chapter's names): TRADES (``TRADES_*``, on the GAT chapters' data and network), Feature Squeezing
     (``FS_MEDIAN``), LID and MAHA (``FEATURE_FIT`` images, ``LID_K`` neighbours among ``LID_REFERENCE``)."""
-    from . import arclu, data, gat, profiles
+    from . import arclu, gat, profiles
 
     g = profiles.defaults("gat_detectors", profile)
-    ds = data.load_for(g)
+    bank, ds = gat.chapter_detectors(cache, "Linf 0.3", profile, device)
     (f, _), (robust, _) = gat.chapter_classifiers(cache, ds, g, device)
-    bank, _ = gat.table6_detectors(cache, ds, "Linf 0.3", g, device)
-    c = profiles.defaults("cluster_separation", profile)
-    ds_c = data.load_for(c)
-    encoders = {}
-    for name, lben in (("ARCLU", False), ("L-Ben", True)):
-        encoders[name] = arclu.detector(
-            cache, ds_c, width=c["WIDTH"], l=c["L"], magnitude=c["M"], epochs=c["EPOCHS"], lr=c["LR"],
-            batch_size=c["BATCH"], attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
-                                               step_size=c["TRAIN_STEP"]),
-            fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device)[:2]
+    encoders = {name: arclu.chapter_detector(cache, profile, device, lben=lben)[:2]
+                for name, lben in (("ARCLU", False), ("L-Ben", True))}
     s = settings
     trades, _ = trades_classifier(cache, ds, width=g["WIDTH"], epochs=s["TRADES_EPOCHS"], lr=g["MADRY_LR"],
                                   batch_size=g["MADRY_BATCH"], beta=s["TRADES_BETA"],

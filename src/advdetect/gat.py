@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
+from .cache import fingerprint
 from .ensemble import DetectorBank
 from .losses import untargeted_margin
 from .runtime import freeze
@@ -304,7 +305,7 @@ def robustness(cache, bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, atta
     kw = None if attack is None else {**dict(attack), **({"restarts": restarts} if restarts > 1 else {})}
     ks = list(range(bank.k)) if ks is None else [int(k) for k in ks]
     config = {"bank": getattr(bank, "config", None), "attack": kw, "ks": ks, "n": n_negatives, "seed": seed,
-              "x": [len(x), float(x.sum())]}
+              "x": fingerprint(x)}
     out = cache.memo("gat_robustness", config, lambda: {"auc": torch.tensor(list(detector_aucs(
         bank, x, y, kw, ks=ks, n_negatives=n_negatives, seed=seed, clean_logits=clean_logits).values()))})
     return dict(zip(ks, out["auc"].tolist()))
@@ -344,7 +345,7 @@ def min_l2_distortion(bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, thre
 def cached_attack(cache, key: Mapping, objective, x: torch.Tensor, y: torch.Tensor, attack: Mapping) -> torch.Tensor:
     """Adversarial examples of ``objective`` (engine keywords ``attack``) for ``(x, y)``, computed once and
     cached under ``key`` (which names the attacked models and the objective). Returned on the CPU."""
-    config = {**dict(key), "attack": dict(attack), "x": [len(x), float(x.sum())], "y": int(y.sum())}
+    config = {**dict(key), "attack": dict(attack), "x": fingerprint(x), "y": int(y.sum())}
 
     def run():
         return {"x_adv": attacks.attack(objective, x, y, **attack).x_adv.cpu()}

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
+from .cache import fingerprint
 from .losses import margin, other_max
 from .metrics import attack_success_ratio, eroc, proportion_ci, thresholds_at_fpr
 from .runtime import device_of
@@ -136,8 +137,8 @@ class Arena:
 
     @property
     def key(self) -> dict:
-        return {"defence": self.defence.config, "x": [len(self.x), float(self.x.sum())], "y": int(self.y.sum()),
-                "heldout": [len(self.x_heldout), float(self.x_heldout.sum())], "seed": self.seed}
+        return {"defence": self.defence.config, "x": fingerprint(self.x), "y": int(self.y.sum()),
+                "heldout": fingerprint(self.x_heldout), "seed": self.seed}
 
     def accuracy(self) -> float:
         return float((self.clean[0] == self.y).float().mean())

@@ -181,20 +181,35 @@ def noise_image(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
     return torch.randn(1, *shape, generator=torch.Generator().manual_seed(seed)).clamp(0, 1)
 
 
+def attack_path(model, x: torch.Tensor, targets: torch.Tensor, *, norm: str, eps: float, steps: int,
+                step_size: float, marks: Sequence[int]) -> dict:
+    """One :func:`raise_logit` run recorded at the steps ``marks``: ``steps`` (S,), ``images`` (N, S, C, H, W)
+    and the target's ``logits`` (N, S) at each recorded step."""
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    marks = [int(t) for t in marks]
+    res = raise_logit(model, x, targets, norm=norm, eps=eps, steps=steps, step_size=step_size, snapshots=marks)
+    snaps = res.snapshots.cpu().transpose(0, 1)  # (N, S, C, H, W)
+    logits = torch.stack([target_logits(model, snaps[:, s], targets) for s in range(len(marks))], 1)
+    return {"steps": torch.tensor(marks), "images": snaps, "logits": logits}
+
+
+def even_marks(steps: int, every: int | None = None, points: int = 5) -> list[int]:
+    """Steps at which to record a path: every ``every`` steps (and the last), or ``points`` evenly spaced."""
+    if every is not None:
+        marks = list(range(0, steps + 1, every))
+        return marks if marks[-1] == steps else marks + [steps]
+    return sorted({int(round(steps * i / (points - 1))) for i in range(points)})
+
+
 def noise_paths(model, noise: torch.Tensor, *, steps: int, step_size: float, every: int,
                 classes: Sequence[int] | None = None) -> dict:
     """GAT Fig 18: from one noise image, an unconstrained L2 attack raising each class's logit in turn, recorded
-    every ``every`` steps. Returns ``steps`` (S,), ``images`` (K, S, C, H, W) and ``logits`` (K, S)."""
+    every ``every`` steps. Returns ``steps`` (S,), ``images`` (K, S, C, H, W), ``logits`` (K, S), ``classes``."""
     k = class_logits(model, noise[:1].to(device_of(model))).shape[1]
     classes = torch.as_tensor(list(range(k)) if classes is None else list(classes), dtype=torch.long)
-    marks = list(range(0, steps + 1, every))
-    if marks[-1] != steps:
-        marks.append(steps)
-    res = raise_logit(model, noise.expand(len(classes), *noise.shape[1:]).clone(), classes, norm="l2",
-                      eps=float("inf"), steps=steps, step_size=step_size, snapshots=marks)
-    snaps = res.snapshots.cpu().transpose(0, 1)  # (K, S, C, H, W)
-    logits = torch.stack([target_logits(model, snaps[:, s], classes) for s in range(len(marks))], 1)
-    return {"steps": torch.tensor(marks), "images": snaps, "logits": logits, "classes": classes}
+    out = attack_path(model, noise.expand(len(classes), *noise.shape[1:]).clone(), classes, norm="l2",
+                      eps=float("inf"), steps=steps, step_size=step_size, marks=even_marks(steps, every))
+    return {**out, "classes": classes}
 
 
 # ------------------------------------------------------------------------------------- measuring "semantic"
@@ -276,19 +291,12 @@ def chapter_models(cache, profile: str, device) -> tuple[dict, object]:
     generative classifier on the L-inf 0.3 detectors, Madry's robust classifier trained with the same eps, and
     ARCLU's encoder (as a :class:`~advdetect.defences.DistanceDefence`). Returns ({name: defence}, GAT's
     dataset)."""
-    from . import arclu, data, gat, profiles
+    from . import arclu, gat, profiles
     from .defences import ClassifierDefence, DistanceDefence, GatGenerative
 
-    g = profiles.defaults("gat_detectors", profile)
-    ds = data.load_for(g)
-    _, (robust, _) = gat.chapter_classifiers(cache, ds, g, device)
-    bank, _ = gat.table6_detectors(cache, ds, "Linf 0.3", g, device)
-    c = profiles.defaults("cluster_separation", profile)
-    encoder, means = arclu.detector(
-        cache, data.load_for(c), width=c["WIDTH"], l=c["L"], magnitude=c["M"], epochs=c["EPOCHS"], lr=c["LR"],
-        batch_size=c["BATCH"], attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
-                                           step_size=c["TRAIN_STEP"]),
-        fpr=c["TRAIN_FPR"], lben=False, seed=c["SEED"], device=device)[:2]
+    bank, ds = gat.chapter_detectors(cache, "Linf 0.3", profile, device)
+    _, (robust, _) = gat.chapter_classifiers(cache, ds, profiles.defaults("gat_detectors", profile), device)
+    encoder, means, _ = arclu.chapter_detector(cache, profile, device)
     models = {"GAT generative": GatGenerative(bank), "Madry robust": ClassifierDefence("Madry", robust,
                                                                                        kind="robust classifier"),
               "ARCLU": DistanceDefence("ARCLU", encoder, means)}
@@ -307,6 +315,16 @@ def judge_cnn(cache, profile: str, device):
 
 
 def cached(cache, what: str, model, settings: Mapping, compute) -> dict:
-    """``compute()`` once per (``what``, ``model``'s config, ``settings``), stored in the artefact cache."""
-    return cache.memo("synthesis", {"what": what, "model": getattr(model, "config", None),
-                                    "settings": dict(settings)}, compute)
+    """``compute()`` once per (``what``, ``model``'s config, ``settings``), stored in the artefact cache; tensors
+    among the settings (the attacked images, the targets) enter the key by :func:`advdetect.cache.fingerprint`."""
+    from .cache import fingerprint
+
+    key = {k: fingerprint(v) if isinstance(v, torch.Tensor) else v for k, v in dict(settings).items()}
+    return cache.memo("synthesis", {"what": what, "model": getattr(model, "config", None), "settings": key},
+                      compute)
+
+
+def pushed(cache, model, x: torch.Tensor, targets: torch.Tensor, attack: Mapping) -> torch.Tensor:
+    """``x`` pushed toward ``targets`` by :func:`raise_logit` with the engine keywords ``attack`` (cached)."""
+    return cached(cache, "pushed", model, {**dict(attack), "x": x, "targets": targets},
+                  lambda: {"x_adv": raise_logit(model, x, targets, **attack).x_adv.cpu()})["x_adv"]

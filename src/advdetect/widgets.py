@@ -146,14 +146,13 @@ def synthesis_explorer(models: dict, x, y, gaussians, *, max_steps: int = 200,
             x0 = gaussians.sample([target], torch.Generator().manual_seed(index))
         else:
             x0 = synthesis.noise_image(tuple(x.shape[1:]), seed=index)
-        marks = sorted({int(round(steps * f)) for f in (0, 0.25, 0.5, 0.75, 1.0)})
-        t = torch.tensor([target])
+        marks = synthesis.even_marks(steps)
         paths = {}
         for name, model in models.items():
-            res = synthesis.raise_logit(model, x0, t, norm=norm, eps=math.inf if eps >= 99 else eps, steps=steps,
-                                        step_size=step_size, snapshots=marks)
-            snaps = res.snapshots[:, 0].cpu()
-            paths[name] = (snaps, synthesis.target_logits(model, snaps, t.repeat(len(marks))))
+            p = synthesis.attack_path(model, x0, torch.tensor([target]), norm=norm,
+                                      eps=math.inf if eps >= 99 else eps, steps=steps, step_size=step_size,
+                                      marks=marks)
+            paths[name] = (p["images"][0], p["logits"][0])
         attack_path_view(paths, marks, title=f"raising class {target}'s logit from {origin} ({norm}, eps {eps:.3g})")
         plt.show()
 
