@@ -361,7 +361,7 @@ def fit_feature_detectors(cache, classifier: nn.Module, ds, *, n_fit: int, n_ref
     return out
 
 
-def book_defences(cache, profile: str, settings: Mapping, device, progress: bool = True) -> dict[str, Defence]:
+def book_defences(cache, profile: str, settings: Mapping, device) -> dict[str, Defence]:
     """The chapter's ten defences at ``profile``: GAT's natural classifier, robust classifier and L-inf 0.3
     detectors exactly as the GAT chapters train them (same cache entries), ARCLU and L-Ben as the cluster
     separation chapter trains them, and what only this chapter needs, from ``settings`` (the ``adaptive``
