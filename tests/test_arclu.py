@@ -4,9 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from advdetect import arclu, attacks
+from advdetect import arclu, artefacts, attacks, reports
 from advdetect.cache import ArtefactCache
+from advdetect.defences import DistanceDefence
+from advdetect.evaluation import random_targets
 from advdetect.models import ArcluEncoder
+from advdetect.objectives import Criterion, objective
 
 
 def test_class_means_follow_eq13_with_the_adversarial_cluster_at_the_origin():
@@ -20,7 +23,9 @@ def test_class_means_follow_eq13_with_the_adversarial_cluster_at_the_origin():
 def test_nearest_mean_classification_and_the_distance_score():
     means = arclu.class_means(3, magnitude=1.0)
     z = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
-    pred, score = arclu.decide(z, means)
+    logits, score = DistanceDefence("ARCLU", nn.Identity(), means)(z)
+    pred = logits.argmax(1)
+    assert torch.equal(pred, arclu.nearest_mean(z, means))
     assert pred.tolist() == [0, 2, 0]   # the origin (adversarial mean) is never a prediction; ties: first class
     assert score.tolist() == pytest.approx([math.sqrt(0.02), 1.0, 1.0])
 
@@ -36,9 +41,10 @@ def test_thresholds_at_a_false_positive_rate_on_hand_made_distances():
     x = torch.cat([torch.stack([torch.tensor([10.0 + d, 0.0]) for d in range(1, 11)]),
                    torch.stack([torch.tensor([0.0, 10.0 + d]) for d in range(1, 11)])])
     # floor(fpr * n) benign inputs per class lie above tau: 20% of ten -> tau 8 (distances 9 and 10 detected)
-    assert arclu.thresholds(Identity(), means, x, fpr=0.2).tolist() == [8.0, 8.0]
-    assert arclu.thresholds(Identity(), means, x, fpr=0.15).tolist() == [9.0, 9.0]
-    assert arclu.thresholds(Identity(), means, x, fpr=0.0).tolist() == [10.0, 10.0]
+    d = DistanceDefence("ARCLU", Identity(), means)
+    assert d.thresholds(x, fpr=0.2).tolist() == [8.0, 8.0]
+    assert d.thresholds(x, fpr=0.15).tolist() == [9.0, 9.0]
+    assert d.thresholds(x, fpr=0.0).tolist() == [10.0, 10.0]
 
 
 def test_relabelling_sends_successes_to_the_adversarial_cluster_unless_lben():
@@ -84,16 +90,18 @@ def test_adaptive_attacks_reach_a_wrong_cluster_of_an_undefended_encoder(mnist5k
     for p in encoder.parameters():
         p.requires_grad_(False)
     xt, yt = mnist5k.x_test[:40], mnist5k.y_test[:40]
-    assert (arclu.decide(encoder(xt), means)[0] == yt).float().mean() > 0.7
+    defence = DistanceDefence("ARCLU", encoder, means)
+    assert (defence.decide(xt)[0] == yt).float().mean() > 0.7
     kw = dict(norm="linf", eps=0.3, steps=20, step_size=0.03)
-    res = attacks.attack(arclu.adaptive_objective(encoder, means), xt, yt, **kw)
+    res = attacks.attack(objective(defence, "nearest wrong"), xt, yt, **kw)   # Eq. 17
     assert (res.x_adv - xt).abs().max() <= 0.3 + 1e-6 and res.x_adv.min() >= 0 and res.x_adv.max() <= 1
-    pred, _ = arclu.decide(encoder(res.x_adv), means)
+    pred, _ = defence.decide(res.x_adv)
     assert (pred != yt).float().mean() > 0.9 and torch.equal(res.success, pred != yt)
-    t = arclu.random_targets(yt, 10, seed=1)
+    t = random_targets(yt, 10, seed=1)
     assert (t != yt).all()
-    res_t = attacks.attack(arclu.targeted_objective(encoder, means), xt, t, **kw)
-    assert (arclu.decide(encoder(res_t.x_adv), means)[0] == t).float().mean() > 0.8
+    res_t = attacks.attack(objective(defence, "nearest wrong", Criterion(targeted=True), targeted=True), xt, (yt, t),
+                           **kw)
+    assert (defence.decide(res_t.x_adv)[0] == t).float().mean() > 0.8
 
 
 def test_one_epoch_of_algorithm1_trains_and_resumes_from_the_cache(mnist5k, tmp_path):
@@ -138,8 +146,8 @@ def test_embeddings_are_seeded_2d_and_unknown_methods_fail(tmp_path):
         assert a.shape == (80, 2)
         assert (a == embedding.embed(z, method, seed=3, perplexity=10, neighbors=8)).all()
     cache = ArtefactCache(tmp_path)
-    first = embedding.cached_embed(cache, "s", z, "t-SNE", seed=3, perplexity=10)
-    assert (embedding.cached_embed(cache, "s", z, "t-SNE", seed=3, perplexity=10) == first).all()
+    first = artefacts.embed(cache, z, "t-SNE", seed=3, perplexity=10)
+    assert (artefacts.embed(cache, z, "t-SNE", seed=3, perplexity=10) == first).all()
     with pytest.raises(ValueError, match="unknown embedding"):
         embedding.embed(z, "PCA")
 
@@ -155,13 +163,14 @@ def test_the_cifar10_path_trains_and_evaluates_on_cifar_format_data(tmp_path):
     attack = dict(norm="linf", eps=0.03, steps=2, step_size=0.007)
     models = {}
     for name, lben in (("ARCLU", False), ("L-Ben", True)):
-        enc, means, hist = arclu.detector(cache, ds, arch="resnet18", width=1 / 16, l=1, magnitude=10.0, epochs=1,
-                                          lr=1e-3, batch_size=25, attack=attack, fpr=0.01, lben=lben, seed=0,
-                                          device="cpu")
-        assert enc(ds.x_test[:2]).shape == (2, 10) and math.isfinite(hist[0]["loss"])
-        models[name] = (enc, means)
-    table, results = arclu.table2(cache, models, ds.x_val, ds.x_test, ds.y_test, {**attack, "steps": 3},
-                                  paper_rows=paper.ARCLU_TABLE2_CIFAR, paper_accuracy=paper.ARCLU_TABLE2_CIFAR_ACCURACY)
+        t = artefacts.arclu_detector(cache, ds, arch="resnet18", width=1 / 16, l=1, magnitude=10.0, epochs=1,
+                                     lr=1e-3, batch_size=25, attack=attack, fpr=0.01, lben=lben, seed=0,
+                                     device="cpu")
+        assert t.model(ds.x_test[:2]).shape == (2, 10) and math.isfinite(t.history[0]["loss"])
+        models[name] = DistanceDefence(name, t.model, t.extra["means"])
+    table, results = reports.arclu_table2(cache, models, ds.x_val, ds.x_test, ds.y_test, {**attack, "steps": 3},
+                                          paper_rows=paper.ARCLU_TABLE2_CIFAR,
+                                          paper_accuracy=paper.ARCLU_TABLE2_CIFAR_ACCURACY)
     assert list(table.index) == [("ARCLU", "PGD Linf 0.03, T"), ("ARCLU", "PGD Linf 0.03, U"),
                                  ("L-Ben", "PGD Linf 0.03, T"), ("L-Ben", "PGD Linf 0.03, U")]
     assert table.loc[("L-Ben", "PGD Linf 0.03, U"), "paper ASR-1"] == 0.55

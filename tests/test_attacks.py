@@ -3,11 +3,17 @@ import math
 import pytest
 import torch
 
-from advdetect import attacks, data, losses, models
-from advdetect.cache import ArtefactCache
+from advdetect import attacks, data, models
+from advdetect.defences import ClassifierDefence
+from advdetect.objectives import Criterion, objective, raise_logit
 from advdetect.training import accuracy, train_classifier
 
 TOL = 1e-5
+
+
+def untargeted_margin(model):
+    """CW's margin on a plain classifier; success = misclassified."""
+    return objective(ClassifierDefence("undefended", model), "margin")
 
 
 def _toy_classifier():
@@ -26,7 +32,7 @@ def test_iterates_stay_in_the_eps_ball_and_the_box(norm, rule, start):
     x = torch.rand(8, 1, 28, 28)
     y = torch.randint(0, 10, (8,))
     eps = BUDGETS[norm]
-    res = attacks.attack(losses.untargeted_margin(model), x, y, norm=norm, eps=eps, steps=5,
+    res = attacks.attack(untargeted_margin(model), x, y, norm=norm, eps=eps, steps=5,
                          step_size=eps / 4 if norm != "l0" else 1.0, rule=rule, random_start=start)
     delta = res.x_adv - x
     assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
@@ -37,7 +43,7 @@ def test_iterates_stay_in_the_eps_ball_and_the_box(norm, rule, start):
 def test_reported_loss_is_the_objective_at_the_returned_point():
     model = _toy_classifier()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
-    obj = losses.untargeted_margin(model)
+    obj = untargeted_margin(model)
     res = attacks.attack(obj, x, y, eps=0.1, steps=7, step_size=0.02, random_start=True, restarts=3)
     with torch.no_grad():
         again, succ = obj(res.x_adv, y)
@@ -48,7 +54,7 @@ def test_reported_loss_is_the_objective_at_the_returned_point():
 def test_more_restarts_never_hurt_and_early_stop_saves_work():
     model = _toy_classifier()
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    obj = losses.untargeted_margin(model)
+    obj = untargeted_margin(model)
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     one = attacks.attack(obj, x, y, eps=0.05, steps=3, step_size=0.01, random_start=True, generator=g())
     three = attacks.attack(obj, x, y, eps=0.05, steps=3, step_size=0.01, random_start=True, restarts=3,
@@ -108,7 +114,7 @@ def test_bad_arguments_raise():
 def test_chunked_attack_equals_one_batch():
     model = _toy_classifier()
     x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
-    obj = losses.untargeted_margin(model)
+    obj = untargeted_margin(model)
     whole = attacks.attack(obj, x, y, eps=0.2, steps=4, step_size=0.05)
     parts = attacks.attack(obj, x, y, eps=0.2, steps=4, step_size=0.05, batch_size=3)
     assert torch.allclose(whole.x_adv, parts.x_adv, atol=1e-6)
@@ -118,12 +124,12 @@ def test_engine_breaks_an_undefended_mnist_cnn(mnist5k, tmp_path):
     """Smoke scale: one epoch of a natural Madry CNN on mnist5k, then 20-step L-inf 0.3 PGD."""
     torch.manual_seed(0)
     model = models.MadryCNN(10, width=0.5)
-    train_classifier(ArtefactCache(tmp_path).entry("clf", {"t": 1}), model, mnist5k.x_train, mnist5k.y_train,
+    train_classifier(None, model, mnist5k.x_train, mnist5k.y_train,
                      epochs=1, lr=1e-3, batch_size=64, progress=False)
     x, y = data.subset(mnist5k.x_test, mnist5k.y_test, 200, seed=0)
     assert accuracy(model, x, y) > 0.85
     model.eval()
-    res = attacks.attack(losses.untargeted_margin(model), x, y, eps=0.3, steps=20, step_size=0.03,
+    res = attacks.attack(untargeted_margin(model), x, y, eps=0.3, steps=20, step_size=0.03,
                          random_start=True)
     assert accuracy(model, res.x_adv, y) < 0.05
     assert float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6
@@ -136,12 +142,14 @@ def test_mim_and_targeted_and_logit_objectives_drive_an_undefended_model():
     x = torch.rand(32, 4)
     target = torch.full((32,), 2)
     start_logit = model(x)[:, 2].detach()
-    res = attacks.mim(losses.targeted_margin(model), x, target, norm="linf", eps=1.0, steps=50, step_size=0.05)
+    model.num_outputs = 3
+    targeted = objective(ClassifierDefence("undefended", model), "margin", Criterion(targeted=True), targeted=True)
+    res = attacks.mim(targeted, x, (target, target), norm="linf", eps=1.0, steps=50, step_size=0.05)
     assert float((res.x_adv - x).abs().max()) <= 1.0 + 1e-6
     with torch.no_grad():
         hit = model(res.x_adv).argmax(1) == 2
     assert torch.equal(hit, res.success) and float(hit.float().mean()) > 0.5
-    raised = attacks.attack(losses.raise_logit(model, index=2), x, None, eps=0.2, steps=10, step_size=0.05)
+    raised = attacks.attack(raise_logit(model), x, target, eps=0.2, steps=10, step_size=0.05)
     with torch.no_grad():
         assert bool((model(raised.x_adv)[:, 2] >= start_logit - 1e-6).all())
 
@@ -149,10 +157,10 @@ def test_mim_and_targeted_and_logit_objectives_drive_an_undefended_model():
 def test_trace_records_success_so_far_after_every_step():
     model = _toy_classifier()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
-    res = attacks.attack(losses.untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=7, step_size=0.05,
+    res = attacks.attack(untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=7, step_size=0.05,
                          trace=True, batch_size=4)
     assert res.trace.shape == (7, 6) and res.trace.dtype == torch.bool
     assert bool((res.trace[1:].int() >= res.trace[:-1].int()).all())      # once successful, always
     assert torch.equal(res.trace[-1], res.success)
-    assert attacks.attack(losses.untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=2,
+    assert attacks.attack(untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=2,
                           step_size=0.05).trace is None

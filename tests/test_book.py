@@ -29,10 +29,15 @@ def test_source_notebooks_are_stripped_and_open_with_a_parameters_cell(path):
     first = code[0]
     assert "parameters" in first["metadata"].get("tags", [])
     src = "".join(first["source"])
-    chapter = re.search(r'ad\.profiles\.defaults\("(\w+)"', src).group(1)
-    names = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*:", src, flags=re.M)) - {"PROFILE"}
-    assert names == set(profiles.TABLE[chapter]), "the parameters cell and the profile table disagree"
-    assert f'ad.profiles.settle("{chapter}", globals())' in "".join("".join(c["source"]) for c in code[1:3])
+    chapter = re.search(r'ad\.profiles\.settle\("(\w+)", globals\(\)\)', "".join(code[1]["source"])).group(1)
+    # parameters are spelled once, in the profile table: the cell sets the profile only ...
+    assert set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*[:=]", src, flags=re.M)) == {"PROFILE"}
+    # ... and names, as examples a reader may uncomment, settings the chapter has
+    examples = set(re.findall(r"^#\s*([A-Z][A-Z0-9_]*)\s*=", src, flags=re.M))
+    assert examples and examples <= set(profiles.TABLE[chapter]), examples - set(profiles.TABLE[chapter])
+    ns = {}
+    exec(src, ns)                                          # the cell runs as it stands
+    assert profiles.settle(chapter, ns).params.keys() == profiles.TABLE[chapter].keys()
 
 
 def test_gibbs_density_integrates_to_one_on_its_grid():

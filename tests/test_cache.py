@@ -39,6 +39,43 @@ def test_only_plain_values_in_configurations(tmp_path):
         cache_mod.ArtefactCache(tmp_path).entry("thing", {"a": object()})
 
 
+def test_fingerprint_tells_order_values_dtype_and_shape_apart():
+    x = torch.arange(12.0).view(4, 3)
+    assert cache_mod.fingerprint(x) == cache_mod.fingerprint(x.clone())
+    perm = x[torch.tensor([1, 0, 2, 3])]                  # the same rows in another order: same length and sum
+    assert perm.sum() == x.sum() and cache_mod.fingerprint(perm) != cache_mod.fingerprint(x)
+    swapped = x.clone()
+    swapped[0, 0], swapped[0, 1] = 1.0, 0.0              # other values with the same sum
+    assert cache_mod.fingerprint(swapped) != cache_mod.fingerprint(x)
+    assert cache_mod.fingerprint(x.long()) != cache_mod.fingerprint(x)
+    assert cache_mod.fingerprint(x.view(3, 4)) != cache_mod.fingerprint(x)
+    y = torch.tensor([3, 1, 2])
+    assert cache_mod.fingerprint(y) != cache_mod.fingerprint(y.flip(0))   # labels: formerly keyed by their sum
+
+
+def test_cached_attacks_are_keyed_by_the_images_order_and_the_model_weights(tmp_path):
+    from advdetect import artefacts
+    from advdetect.defences import ClassifierDefence
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net.num_outputs = 3
+    c = cache_mod.ArtefactCache(tmp_path)
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    engine = dict(norm="linf", eps=0.3, steps=3, step_size=0.1)
+    first = artefacts.attack_examples(c, ClassifierDefence("a", net), "margin", x, y, engine)
+    assert torch.equal(first, artefacts.attack_examples(c, ClassifierDefence("b", net), "margin", x, y, engine))
+    assert len(list((tmp_path / "attack").iterdir())) == 1                # the same weights: read back
+    order = torch.tensor([4, 3, 2, 1, 0])
+    permuted = artefacts.attack_examples(c, ClassifierDefence("a", net), "margin", x[order], y[order], engine)
+    assert len(list((tmp_path / "attack").iterdir())) == 2 and torch.allclose(permuted, first[order])
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))   # same configuration, other weights
+    other.num_outputs = 3
+    artefacts.attack_examples(c, ClassifierDefence("a", other), "margin", x, y, engine)
+    assert len(list((tmp_path / "attack").iterdir())) == 3
+    assert cache_mod.identity(net) != cache_mod.identity(other)
+
+
 def test_memo_computes_once(tmp_path):
     calls = []
     c = cache_mod.ArtefactCache(tmp_path)

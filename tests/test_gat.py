@@ -4,11 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from advdetect import attacks, gat, losses
+from advdetect import artefacts, attacks, gat, reports
 from advdetect.cache import ArtefactCache
-from advdetect.ensemble import DetectorBank
+from advdetect.defences import ClassifierDefence, GatGenerative, GatIntegrated
+from advdetect.ensemble import DetectorBank, bank_from_classifier
+from advdetect.gat import train_gat
 from advdetect.models import MadryCNN
-from advdetect.training import train_gat
+from advdetect.objectives import objective
 
 
 def test_detector_batches_are_balanced_and_class_pure():
@@ -76,26 +78,30 @@ def _toy_models():
 
     f = Lin(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))   # logits = x
     h = Lin(torch.tensor([[0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 2.0]]))   # detectors see a permutation
-    return f, h
+    f.num_outputs, h.k = 3, 3
+    return GatIntegrated(f, h), GatGenerative(h)
 
 
 def test_combined_attack_switches_from_the_classifier_to_the_detectors():
-    f, h = _toy_models()
+    integrated, _ = _toy_models()
     x = torch.tensor([[3.0, 1.0, 0.0],    # f correct (y = 0): loss = margin = 3 - 1
                       [1.0, 3.0, 0.0]])   # f fooled (y = 0): loss = -max_{i != 0} h_i = -max(2, 0)
     y = torch.tensor([0, 0])
-    loss, fooled = losses.gat_combined_attack(f, h)(x, y)
+    loss, fooled = objective(integrated, "gat combined")(x, y)
     assert loss.tolist() == [2.0, -2.0] and fooled.tolist() == [False, True]
 
 
 def test_detectors_and_surrogate_attacks_hand_computed():
-    f, h = _toy_models()
+    integrated, generative = _toy_models()
     x = torch.tensor([[3.0, 1.0, 0.0]])
     y = torch.tensor([0])
-    loss, succ = losses.gat_detectors_attack(h)(x, y)
-    assert loss.tolist() == [-6.0] and succ.tolist() == [True]   # h = (2, 6, 0): max over i != 0 is 6, argmax 1
+    # h = (2, 6, 0): max over i != 0 is 6; the generative classifier predicts 1 (fooled), f still predicts 0
+    loss, succ = objective(generative, "gat detectors")(x, y)
+    assert loss.tolist() == [-6.0] and succ.tolist() == [True]
+    loss, succ = objective(integrated, "gat detectors")(x, y)
+    assert loss.tolist() == [-6.0] and succ.tolist() == [False]
     # g = (3, 1, 0, (1 - 6) * 3 = -15): max g = 3; max_{i != 0} f = 1 -> loss 2
-    loss, succ = losses.gat_surrogate_attack(f, h)(x, y)
+    loss, succ = objective(integrated, "gat surrogate")(x, y)
     assert loss.tolist() == [2.0] and succ.tolist() == [False]
 
 
@@ -103,7 +109,7 @@ def test_the_engine_drives_the_detectors_attack():
     torch.manual_seed(0)
     bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)]).eval()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
-    obj = losses.gat_detectors_attack(bank)
+    obj = objective(GatGenerative(bank), "gat detectors")
     start, _ = obj(x, y)
     res = attacks.attack(obj, x, y, eps=0.3, steps=10, step_size=0.03)
     assert bool((res.loss <= start.detach() + 1e-6).all())
@@ -157,22 +163,23 @@ def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_form
 
     ds = data.load("cifar10", root=write_tiny_cifar(tmp_path, per_batch=40, test=20), val_size=20)
     cache = ArtefactCache(tmp_path / "c")
-    clf, clf_hist = gat.cifar_classifier(cache, ds, arch="resnet18", width=1 / 16, epochs=2, lr=0.01, batch_size=16,
+    trained = artefacts.cifar_classifier(cache, ds, arch="resnet18", width=1 / 16, epochs=2, lr=0.01, batch_size=16,
                                          lr_drops=[1], seed=0, device="cpu")
+    clf, clf_hist = trained
     assert len(clf_hist) == 2 and all(math.isfinite(h["loss"]) for h in clf_hist)
-    bank = gat.bank_from_classifier(clf)
+    bank = bank_from_classifier(clf)
     with torch.no_grad():
         assert torch.allclose(bank(ds.x_test[:4]), clf(ds.x_test[:4]), atol=1e-4)
     attack = {**gat.CIFAR_TRAIN_ATTACK, "steps": 2, "step_size": 2 / 255}
-    bank, hist = gat.cifar_detectors(cache, ds, clf, attack=attack, epochs=1, m=2, lr=1e-3, seed=0, device="cpu")
+    bank, hist = artefacts.cifar_detectors(cache, ds, trained, attack=attack, epochs=1, m=2, lr=1e-3, seed=0, device="cpu")
     assert math.isfinite(hist[0]["loss"])
     # batch norm stayed in inference mode: the running statistics are the classifier's
     bn = [n for n, _ in bank.named_buffers() if "running_mean" in n]
     assert bn and torch.equal(getattr(bank, bn[0])[3], dict(clf.named_buffers())[bn[0][5:].replace("__", ".")])
-    aucs = gat.robustness(cache, bank, ds.x_test, ds.y_test, dict(norm="linf", eps=8 / 255, steps=2,
+    aucs = artefacts.robustness(cache, bank, ds.x_test, ds.y_test, dict(norm="linf", eps=8 / 255, steps=2,
                           step_size=2 / 255, rule="sign"), ks=(0, 1), n_negatives=5)
     assert set(aucs) == {0, 1} and all(0.0 <= a <= 1.0 for a in aucs.values())
-    table3, table17 = gat.cifar_robustness_tables(cache, bank, ds, n_negatives=4, attacks_255=((2, 2.0), (3, 0.5)),
+    table3, table17 = reports.cifar_robustness_tables(cache, bank, ds, n_negatives=4, attacks_255=((2, 2.0), (3, 0.5)),
                                                     table17_attack_255=(2, 0.5))
     assert list(table3.index) == ["2, 2", "3, 0.5"] and math.isnan(table3.loc["2, 2", "paper k=1"])  # no such attack in Table 3
     assert table17.shape == (2, 10) and table17.loc["ours"].between(0, 1).all()
@@ -220,14 +227,15 @@ def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    model.eval().config = {"model": "linear"}
+    model.eval().num_outputs = 10
+    model = ClassifierDefence("linear", model)
     cache = ArtefactCache(tmp_path)
     xt, yt = mnist5k.x_test[:200], mnist5k.y_test[:200]
-    clean = float((model(xt).argmax(1) == yt).float().mean())
+    clean = float((model.decide(xt)[0] == yt).float().mean())
     assert clean > 0.8
-    assert gat.robust_accuracy(cache, model, xt, yt, eps=0.0, steps=5, step_size=0.01) == pytest.approx(clean)
-    attacked = gat.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05)
+    assert reports.robust_accuracy(cache, model, xt, yt, eps=0.0, steps=5, step_size=0.01) == pytest.approx(clean)
+    attacked = reports.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05)
     assert attacked < 0.1
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
-    assert gat.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05) == attacked
+    assert reports.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05) == attacked
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files

@@ -18,48 +18,42 @@ def test_unknown_profile_lists_the_choices(monkeypatch):
         profiles.defaults("no-such-chapter", "cpu")
 
 
-def _notebook_namespace(profile):
-    """What a parameters cell leaves behind: PROFILE, the values and their annotations."""
-    ns = {"PROFILE": profile, "__annotations__": {"PROFILE": str}}
-    for name, value in profiles.defaults("density", profile).items():
-        ns[name] = value
-        ns["__annotations__"][name] = type(value) if not isinstance(value, list) else list[str]
-    return ns
-
-
-def test_settle_keeps_the_profile_values():
-    ns = _notebook_namespace("cpu")
+def test_settle_takes_every_setting_from_the_profile_and_puts_it_in_the_namespace():
+    ns = {"PROFILE": "cpu"}          # what a parameters cell leaves behind: the profile only
     s = profiles.settle("density", ns)
     assert s.profile == "cpu"
-    assert s["STEPS_1D"] == profiles.TABLE["density"]["STEPS_1D"]["cpu"]
-    assert set(s.sources.values()) == {"profile cpu"}
+    assert s["STEPS_1D"] == ns["STEPS_1D"] == profiles.TABLE["density"]["STEPS_1D"]["cpu"]
+    assert set(s.sources.values()) == {"profile cpu"} and set(s.params) == set(profiles.TABLE["density"])
 
 
-def test_papermill_profile_override_rereads_defaults_but_keeps_explicit_overrides():
-    ns = _notebook_namespace("cpu")
-    ns["PROFILE"] = "smoke"          # injected by papermill after the parameters cell
-    ns["HIDDEN_1D"] = 7              # an explicit override, too
+def test_papermill_parameters_override_and_a_rerun_with_another_profile_rereads_the_rest():
+    ns = {"PROFILE": "smoke", "HIDDEN_1D": 7}    # injected by papermill after the parameters cell
     s = profiles.settle("density", ns)
     assert s["STEPS_1D"] == profiles.TABLE["density"]["STEPS_1D"]["smoke"]
-    assert ns["STEPS_1D"] == s["STEPS_1D"]
     assert s["HIDDEN_1D"] == 7 and s.sources["HIDDEN_1D"] == "override"
     assert "HIDDEN_1D" in s.differences_from_paper()
+    ns["PROFILE"] = "cpu"                         # the reader changes the profile and runs the notebook again
+    s = profiles.settle("density", ns)
+    assert s["STEPS_1D"] == profiles.TABLE["density"]["STEPS_1D"]["cpu"] and s.sources["STEPS_1D"] == "profile cpu"
+    assert s["HIDDEN_1D"] == profiles.TABLE["density"]["HIDDEN_1D"]["cpu"]   # what settle put there is no override
+    ns["SETS_2D"] = ["ring"]                       # the reader sets one value
+    assert profiles.settle("density", ns).sources["SETS_2D"] == "override"
 
 
-def test_settle_checks_types_and_converts_ints_to_floats():
-    ns = _notebook_namespace("cpu")
-    ns["LR"] = 1                     # papermill passes -p LR 1 as an int
+def test_settle_checks_types_against_the_profiles_values_and_converts_ints_to_floats():
+    ns = {"PROFILE": "cpu", "LR": 1}     # papermill passes -p LR 1 as an int
     assert profiles.settle("density", ns)["LR"] == 1.0 and isinstance(ns["LR"], float)
-    ns["STEPS_1D"] = "many"
-    with pytest.raises(ProfileError, match="STEPS_1D must be int"):
-        profiles.settle("density", ns)
+    with pytest.raises(ProfileError, match="STEPS_1D of chapter 'density' must be int"):
+        profiles.settle("density", {"PROFILE": "cpu", "STEPS_1D": "many"})
+    with pytest.raises(ProfileError, match="must be"):
+        profiles.settle("density", {"PROFILE": "cpu", "STEPS_1D": True})
+    assert profiles.settle("motivation", {"PROFILE": "cpu", "TRAIN_SUBSET": 300})["TRAIN_SUBSET"] == 300
+    assert profiles.settle("motivation", {"PROFILE": "smoke", "TRAIN_SUBSET": None})["TRAIN_SUBSET"] is None
 
 
 def test_settle_rejects_unknown_parameters():
-    ns = _notebook_namespace("cpu")
-    ns["STEPZ_1D"] = 3
     with pytest.raises(ProfileError, match="STEPZ_1D"):
-        profiles.settle("density", ns)
+        profiles.settle("density", {"PROFILE": "cpu", "STEPZ_1D": 3})
 
 
 def test_every_chapter_defines_every_profile():

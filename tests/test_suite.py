@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from advdetect import attacks, defences, models, suite
+from advdetect import attacks, blackbox, defences, evaluation, models, objectives, profiles, reports, suite
 from advdetect.cache import ArtefactCache
 from advdetect.training import train_classifier
 
@@ -15,49 +15,27 @@ def trained(mnist5k, tmp_path_factory):
     """An undefended MNIST classifier (a few seconds of training) as a defence with a confidence score."""
     torch.manual_seed(0)
     model = models.MadryCNN(10, width=0.25)
-    cache = ArtefactCache(tmp_path_factory.mktemp("cache"))
-    train_classifier(cache.entry("t", {"n": 2000}), model, mnist5k.x_train[:2000], mnist5k.y_train[:2000],
+    train_classifier(None, model, mnist5k.x_train[:2000], mnist5k.y_train[:2000],
                      epochs=2, lr=2e-3, batch_size=64, progress=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    model.config = {"model": "test classifier"}
     return defences.ClassifierDefence("Vanilla", model)
 
 
-def _arena(defence, mnist5k, tmp_path, n=30):
-    x, y, xh = suite.attacked_points(mnist5k, n, seed=0)
-    return suite.Arena(defence, x, y, xh[:400], ArtefactCache(tmp_path / "c"), ps=(1, 5))
-
-
-def test_adaptive_losses_by_hand():
-    z = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
-    s = torch.tensor([0.5, 0.7])
-    y = torch.tensor([0, 0])
-    tau = torch.tensor([1.0, 0.2, 0.3])
-    assert suite.adaptive_loss("margin", z, s, y, tau).tolist() == [2.0, -2.0]
-    # sample 0 is still correct: its margin; sample 1 is predicted 1: its score minus tau_1
-    assert torch.allclose(suite.adaptive_loss("composite", z, s, y, tau), torch.tensor([2.0, 0.5]))
-    assert torch.allclose(suite.adaptive_loss("sum", z, s, y, tau), torch.tensor([2.5, -1.3]))
-    assert suite.adaptive_loss("nearest wrong", z, s, y, tau).tolist() == [-1.0, -2.0]
-    t = torch.tensor([2, 1])
-    assert suite.adaptive_loss("margin", z, s, y, tau, t).tolist() == [3.0, -1.0]
-    assert torch.allclose(suite.adaptive_loss("composite", z, s, y, tau, t), torch.tensor([3.0, 0.5]))
-    assert suite.adaptive_loss("nearest wrong", z, s, y, tau, t).tolist() == [0.0, -2.0]
-    assert suite.succeeded(z, s, y, tau).tolist() == [False, False]   # sample 1: 0.7 > tau_1 = 0.2
-    assert suite.succeeded(z, torch.tensor([0.5, 0.1]), y, tau).tolist() == [False, True]
-    with pytest.raises(ValueError, match="composite"):
-        suite.adaptive_loss("hinge", z, s, y, tau)
+def _arena(defence, mnist5k, n=30):
+    x, y, xh = evaluation.attacked_points(mnist5k, n, seed=0)
+    return evaluation.Arena(defence, x, y, xh[:400], ps=(1, 5))
 
 
 class _Toy(defences.Defence):
-    """Logits and scores given directly by the input's first two features (for the composite wrapper)."""
+    """Logits and scores given directly by the input's first four features (for the composite wrapper)."""
 
     def __init__(self):
-        super().__init__("toy", 3, {})
+        super().__init__("toy", 3)
 
-    def forward(self, x):
-        return x[:, :3], x[:, 3]
+    def outputs(self, x):
+        return defences.Outputs(x[:, :3], x[:, 3])
 
 
 def test_composite_classifier_folds_rejection_into_the_true_class():
@@ -68,9 +46,9 @@ def test_composite_classifier_folds_rejection_into_the_true_class():
                       [3.0, 2.0, 0.0, 0.5],     # predicted 0 = label, rejected -> label
                       [3.0, 2.0, 0.0, -0.5],    # predicted 0 = label, accepted -> label
                       [0.0, 1.0, 5.0, -2.0]])   # predicted 2, accepted        -> misclassified
-    g = suite.CompositeClassifier(d, tau, label=0, kappa=1.0)(x)
+    g = blackbox.CompositeClassifier(d, objectives.Criterion(tau), label=0, kappa=1.0)(x)
     z, s = d(x)
-    success = suite.succeeded(z, s, torch.zeros(5, dtype=torch.long), tau)
+    success = objectives.Criterion(tau).success(z, s, torch.zeros(5, dtype=torch.long))
     assert (g.argmax(1) != 0).tolist() == success.tolist() == [True, False, False, False, True]
     keep = torch.tensor([0, 2])
     assert torch.equal(g[:, 1:], z[:, 1:])                 # only the label's logit changes
@@ -78,32 +56,39 @@ def test_composite_classifier_folds_rejection_into_the_true_class():
 
 
 def test_white_box_attacks_break_an_undefended_model_inside_the_ball(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path)
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist5k)
     for norm, eps, size in (("linf", 0.3, 0.02), ("l2", 2.0, 0.2)):
-        x_adv = suite.white_box(arena, method="pgd", norm=norm, eps=eps, steps=30, step_sizes=[size])
+        x_adv = suite.white_box(cache, arena, method="pgd", norm=norm, eps=eps, steps=30, step_sizes=[size])
         assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
         assert bool((attacks.norms(x_adv - arena.x, norm) <= eps * (1 + 1e-5) + 1e-6).all())
         assert arena.evaluate(x_adv)["ASR-1"] > 0.6
-    again = suite.white_box(arena, method="pgd", norm="linf", eps=0.3, steps=30, step_sizes=[0.02])
-    assert torch.equal(again, suite.white_box(arena, method="pgd", norm="linf", eps=0.3, steps=30,
+    again = suite.white_box(cache, arena, method="pgd", norm="linf", eps=0.3, steps=30, step_sizes=[0.02])
+    assert torch.equal(again, suite.white_box(cache, arena, method="pgd", norm="linf", eps=0.3, steps=30,
                                               step_sizes=[0.02]))   # from the cache
+    for method in ("fgsm", "mim"):                            # the engine's own FGSM and MIM
+        x_adv = suite.white_box(cache, arena, method=method, norm="linf", eps=0.3, steps=10, step_sizes=[0.05])
+        assert bool((attacks.norms(x_adv - arena.x, "linf") <= 0.3 + 1e-6).all())
+        assert arena.evaluate(x_adv)["ASR-1"] > 0.3
 
 
 def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=20)
-    x_mt = suite.multi_targeted(arena, norm="linf", eps=0.15, steps=15, step_size=0.02)
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist5k, n=20)
+    x_mt = suite.multi_targeted(cache, arena, norm="linf", eps=0.15, steps=15, step_size=0.02)
     assert bool((attacks.norms(x_mt - arena.x, "linf") <= 0.15 + 1e-6).all())
     assert float(x_mt.min()) >= 0 and float(x_mt.max()) <= 1
     mt = arena.evaluate(x_mt)["success"]
-    single = suite.pgd_run(arena, loss="composite", norm="linf", eps=0.15, steps=15, step_size=0.02,
+    single = suite.pgd_run(cache, arena, loss="composite", norm="linf", eps=0.15, steps=15, step_size=0.02,
                            targeted=True, random_start=True)["x_adv"]
     assert int(mt.sum()) >= int(arena.evaluate(single)["success"].sum())
     assert arena.evaluate(x_mt)["ASR-1"] > 0.5
 
 
 def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=20)
-    out = suite.pgd_run(arena, loss="composite", norm="linf", eps=0.3, steps=20, step_size=0.03, targeted=True,
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist5k, n=20)
+    out = suite.pgd_run(cache, arena, loss="composite", norm="linf", eps=0.3, steps=20, step_size=0.03, targeted=True,
                         target_offset=3)["x_adv"]
     r = arena.evaluate(out)
     hit = r["success"]
@@ -112,39 +97,41 @@ def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist5k, tmp_pat
 
 
 def test_suite_run_gives_curves_for_the_views(trained, mnist5k, tmp_path):
-    x, y, xh = suite.attacked_points(mnist5k, 20, seed=0)
+    x, y, xh = evaluation.attacked_points(mnist5k, 20, seed=0)
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
               "steps": 10, "step_sizes": [0.05]},
              {"name": "FGSM Linf 0.3", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.3}]
     res = suite.run_suite(ArtefactCache(tmp_path / "c"), {"Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
                           surrogate_x={}, ps=(1, 5), progress=False)
-    curves = suite.classification_curves(res, "linf", 0.3)
+    curves = reports.classification_curves(res, "linf", 0.3)
     c = curves["Vanilla"]
     assert len(c.x) == len(c.y) and 0 <= c.x.min() and c.x.max() <= 1 and c.y.max() <= 1
     assert c.y.max() == pytest.approx(res.arenas["Vanilla"].accuracy())   # accepting everything: clean accuracy
-    views, erocs = suite.asr_curves(res)
+    views, erocs = reports.asr_curves(res)
     (label,) = views
-    assert label == f"Vanilla ({suite.worst_attack(res, 'Vanilla', full_only=True)})"
+    assert label == f"Vanilla ({reports.worst_attack(res, 'Vanilla', full_only=True)})"
     fprs, asrs = views[label]
     assert len(fprs) == len(asrs) and np.all(np.diff(asrs) <= 1e-9)      # more false positives: fewer successes
     assert label in erocs
 
 
 def test_best_of_prefers_successes_that_are_deepest_under_the_threshold(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=10)
-    strong = suite.white_box(arena, method="pgd", norm="linf", eps=0.3, steps=20, step_sizes=[0.03])
-    combined = suite.best_of(arena, [arena.x, strong])
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist5k, n=10)
+    strong = suite.white_box(cache, arena, method="pgd", norm="linf", eps=0.3, steps=20, step_sizes=[0.03])
+    combined = evaluation.best_of(arena, [arena.x, strong])
     assert int(arena.evaluate(combined)["success"].sum()) == int(arena.evaluate(strong)["success"].sum())
-    assert torch.equal(suite.best_of(arena, [arena.x]), arena.x)
+    assert torch.equal(evaluation.best_of(arena, [arena.x]), arena.x)
 
 
 def test_cw_keeps_only_successes_within_the_budget(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=10)
-    x_cw = suite.cw_l2(arena, eps=2.0, searches=3, steps=40, lr=0.05)
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist5k, n=10)
+    x_cw = suite.cw_l2(cache, arena, eps=2.0, searches=3, steps=40, lr=0.05)
     l2 = attacks.norms(x_cw - arena.x, "l2")
     assert bool((l2 <= 2.0 + 1e-4).all())
     assert arena.evaluate(x_cw)["ASR-1"] > 0.3
-    tight = suite.cw_l2(arena, eps=0.05, searches=3, steps=40, lr=0.05)
+    tight = suite.cw_l2(cache, arena, eps=0.05, searches=3, steps=40, lr=0.05)
     assert arena.evaluate(tight)["ASR-1"] <= arena.evaluate(x_cw)["ASR-1"]
 
 
@@ -155,7 +142,7 @@ def test_nes_estimates_the_gradient_of_a_smooth_loss():
         return (x * w).flatten(1).sum(1) + (x ** 2).flatten(1).sum(1)
 
     x = torch.rand(3, 1, 4, 4, requires_grad=True)
-    est = suite._NesGradient.apply(x, loss, 1e-3, 400, torch.Generator().manual_seed(0))
+    est = blackbox._NesGradient.apply(x, loss, 1e-3, 400, torch.Generator().manual_seed(0))
     (g_est,) = torch.autograd.grad(est.sum(), x)
     g_true = w + 2 * x.detach()
     cos = torch.nn.functional.cosine_similarity(g_est.flatten(1), g_true.flatten(1))
@@ -163,20 +150,20 @@ def test_nes_estimates_the_gradient_of_a_smooth_loss():
 
 
 def test_black_box_attacks_run_within_the_budget(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=6)
-    x_nes = suite.nes(arena, norm="linf", eps=0.3, steps=10, step_size=0.03, sigma=0.01, samples=10)
+    arena = _arena(trained, mnist5k, n=6)
+    x_nes = blackbox.nes(arena, norm="linf", eps=0.3, steps=10, step_size=0.03, sigma=0.01, samples=10)
     assert bool((attacks.norms(x_nes - arena.x, "linf") <= 0.3 + 1e-6).all())
-    start = suite.starting_points(arena)
+    start = blackbox.starting_points(arena)
     pred, score = trained.decide(start)
     assert bool((pred != arena.y).all()) and bool((score <= arena.tau[1][pred]).all())
-    x_hsj = suite.hsj(arena, norm="l2", eps=4.0, steps=3, initial_evals=20)
+    x_hsj = suite.hsj(ArtefactCache(tmp_path / "c"), arena, norm="l2", eps=4.0, steps=3, initial_evals=20)
     assert bool((attacks.norms(x_hsj - arena.x, "l2") <= 4.0 + 1e-4).all())
     assert arena.evaluate(x_hsj)["ASR-1"] > 0.0
 
 
 def test_autoattack_runs_on_the_composite_classifier(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, tmp_path, n=10)
-    x_aa = suite.autoattack(arena, norm="linf", eps=0.3, version="custom", attacks_to_run=["apgd-ce"], n_iter=10)
+    arena = _arena(trained, mnist5k, n=10)
+    x_aa = suite.autoattack(ArtefactCache(tmp_path / "c"), arena, norm="linf", eps=0.3, version="custom", attacks_to_run=["apgd-ce"], n_iter=10)
     assert bool((attacks.norms(x_aa - arena.x, "linf") <= 0.3 + 1e-5).all())
     assert arena.evaluate(x_aa)["ASR-1"] > 0.5
 
@@ -196,6 +183,9 @@ def _fake_suite(success_by_attack, specs, n=10):
         def accuracy(self):
             return 1.0
 
+        def eligible(self):
+            return objectives.Criterion(self.tau[1]).eligible(self.clean[0], self.clean[1], self.y)
+
     results = {}
     for name, succ in success_by_attack.items():
         succ = torch.as_tensor(succ, dtype=torch.bool)
@@ -213,7 +203,7 @@ SPECS = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf"
 
 
 def _checks(succ, sweeps=None):
-    table = suite.sanity_checks(_fake_suite(succ, SPECS), sweeps)
+    table = reports.sanity_checks(_fake_suite(succ, SPECS), sweeps)
     return dict(zip(table["check"], table["passed"]))
 
 
@@ -244,10 +234,10 @@ def test_sanity_checks_pass_a_consistent_suite_and_catch_each_failure():
 def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
     s = _fake_suite({"PGD Linf 0.3, U": [1] * 2 + [0] * 8, "PGD Linf 0.4, U": [1] * 6 + [0] * 4,
                      "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10, "AutoAttack Linf 0.3": [0] * 10}, SPECS)
-    w = suite.worst_case(s)
+    w = reports.worst_case(s)
     assert w.loc["D", "attack"] == "PGD Linf 0.4, U" and w.loc["D", "worst-case ASR-1"] == pytest.approx(0.6)
     assert w.loc["D", "all L-inf 0.3 attacks together"] == pytest.approx(0.2)
-    t = suite.results_table(s, ["PGD Linf 0.3, U"], paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
+    t = reports.results_table(s, ["PGD Linf 0.3, U"], paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
     assert isinstance(t, pd.DataFrame) and t.loc[("PGD Linf 0.3, U", "ASR-1"), ("D", "ours")] == pytest.approx(0.2)
 
 
@@ -259,19 +249,19 @@ def test_comparison_tables_and_worst_attack():
                      "Multi-targeted Linf 0.3": [0, 1, 1, 1] + [0] * 6, "PGD Linf 0.4, U": [1] * 6 + [0] * 4,
                      "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10,
                      "AutoAttack Linf 0.3": [1, 0, 0, 0, 0, 1, 1, 0, 0, 0]}, specs)
-    mt = suite.multi_targeted_comparison(s)
+    mt = reports.multi_targeted_comparison(s)
     row = mt.loc[("D", "Linf 0.3")]
     assert (row["PGD targeted"], row["PGD untargeted"], row["multi-targeted"]) == pytest.approx((0.1, 0.2, 0.3))
-    aa = suite.autoattack_comparison(s).loc[("D", "AutoAttack Linf 0.3")]
+    aa = reports.autoattack_comparison(s).loc[("D", "AutoAttack Linf 0.3")]
     # our L-inf 0.3 union: samples 0-3 and 9; AutoAttack: 0, 5, 6
     assert aa["our suite ASR-1"] == pytest.approx(0.5) and aa["AutoAttack ASR-1"] == pytest.approx(0.3)
     assert aa["found only by AutoAttack"] == 2 and aa["found only by our suite"] == 4
-    assert suite.worst_attack(s, "D") == "PGD Linf 0.4, U"
-    assert suite.worst_attack(s, "D", exclude_tables=()) == "PGD Linf 1, U"
+    assert reports.worst_attack(s, "D") == "PGD Linf 0.4, U"
+    assert reports.worst_attack(s, "D", exclude_tables=()) == "PGD Linf 1, U"
 
 
 def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist5k):
-    x, y, xh = suite.attacked_points(mnist5k, 50, seed=0)
+    x, y, xh = evaluation.attacked_points(mnist5k, 50, seed=0)
     assert len(x) == 50 and torch.bincount(y, minlength=10).tolist() == [5] * 10
     assert len(xh) == len(mnist5k.y_val) + len(mnist5k.y_test) - 50
     flat = {tuple(v.flatten()[::37].tolist()) for v in x}
@@ -279,8 +269,6 @@ def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist5k):
 
 
 def test_attack_specs_cover_the_tables():
-    from advdetect import profiles
-
     specs = suite.attack_specs(profiles.defaults("adaptive", "cpu"))
     names = [s["name"] for s in specs]
     assert "PGD Linf 0.3, T" in names and "PGD L0 25, U" in names and "CW L2 2.0" in names

@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from advdetect import attacks, defences, plotting, synthesis  # noqa: E402
+from advdetect import artefacts, attacks, defences, plotting, synthesis  # noqa: E402
 
 
 def _toy_data(n=300, seed=0):
@@ -250,11 +250,15 @@ def test_pushed_is_cached_by_the_images_and_targets(tmp_path):
 
     cache = ArtefactCache(tmp_path)
     model = Linear()
-    model.config = {"model": "linear"}
     x = torch.full((3, 1, 4, 4), 0.5)
     attack = dict(norm="linf", eps=0.1, steps=5, step_size=0.05)
-    a = synthesis.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack)
-    assert torch.equal(a, synthesis.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack))
+    a = artefacts.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack)
+    assert torch.equal(a, artefacts.pushed(cache, model, x, torch.tensor([0, 1, 2]), attack))
     assert len(list((tmp_path / "synthesis").iterdir())) == 1
-    synthesis.pushed(cache, model, x, torch.tensor([1, 1, 2]), attack)    # other targets: another entry
+    artefacts.pushed(cache, model, x, torch.tensor([1, 1, 2]), attack)    # other targets: another entry
     assert len(list((tmp_path / "synthesis").iterdir())) == 2
+    other = Linear()
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)                                 # same class, other weights
+    artefacts.pushed(cache, other, x, torch.tensor([0, 1, 2]), attack)
+    assert len(list((tmp_path / "synthesis").iterdir())) == 3

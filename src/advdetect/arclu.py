@@ -3,16 +3,15 @@ one for adversarial examples, and detection by the distance to the predicted cla
 
 * :func:`class_means` - the means u(y) of Eq. 13 (value ``M`` on the ``l`` coordinates of class y) and the
   adversarial cluster's mean at the origin (row ``k``); identity covariances (Eq. 14).
-* :func:`decide` - classification by the nearest class mean (Eq. 16) and the detection score, the distance to
-  that mean; :func:`thresholds` - per-class thresholds tau_y at a false-positive rate of held-out benign data.
-* :func:`targeted_objective`, :func:`adaptive_objective` - the adaptive PGD of Eq. 17 (targeted, and toward the
-  nearest wrong-class mean re-chosen at every step) as objectives of :func:`advdetect.attacks.attack`.
+* the decision rule (Eq. 16: nearest class mean, the distance to it as detection score) is
+  :class:`~advdetect.defences.DistanceDefence`; the adaptive PGD of Eq. 17 is the ``nearest wrong`` loss of
+  :mod:`advdetect.objectives` on it (targeted: toward a chosen class's mean).
 * :func:`relabel`, :func:`balanced_loss`, :func:`train_arclu` - Algorithm 1: successful adversarial examples go
   to the adversarial cluster, failed ones to their own class (every one to its own class for the L-Ben
   ablation), and the two groups' mean squared distances are added (Eq. 31).
 * :func:`center_loss`, :func:`train_center` - the motivation experiment's encoder (Eq. 10, Section 3.1).
-* :func:`overlap` - how much adversarial and benign representations overlap, measured in the representation
-  space itself (not in a 2-D embedding).
+* :func:`overlap`, :func:`representation_study` - how much adversarial and benign representations overlap,
+  measured in the representation space itself (not in a 2-D embedding).
 """
 
 from __future__ import annotations
@@ -21,11 +20,15 @@ from typing import Mapping
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 
 from . import attacks
-from .cache import Entry
-from .runtime import device_of, freeze
-
+from .defences import DistanceDefence
+from .metrics import eroc
+from .objectives import Criterion, objective
+from .runtime import device_of
+from .training import fit, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -46,78 +49,10 @@ def distances(z: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return torch.cdist(z, means.to(z))
 
 
-def decide(z: torch.Tensor, means: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest-class-mean classification over the ``k`` benign clusters (Eq. 16) and the detection score: the
-    distance to the predicted class's mean (detected when above that class's tau). Returns (pred, score)."""
-    k = len(means) - 1 if k is None else k
-    score, pred = distances(z, means[:k]).min(1)
-    return pred, score
-
-
-@torch.no_grad()
-def encode(encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Representations of ``x`` in evaluation mode, batched on the encoder's device; returned on the CPU."""
-    from .training import predict
-
-    return predict(encoder, x, batch_size)
-
-
-def decide_inputs(encoder: torch.nn.Module, means: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`decide` on the representations of images ``x`` (CPU tensors)."""
-    return decide(encode(encoder, x), means.cpu())
-
-
-def thresholds(encoder: torch.nn.Module, means: torch.Tensor, x_heldout: torch.Tensor, fpr: float) -> torch.Tensor:
-    """Per-class thresholds tau (``(k,)``) on the distance so that a fraction ``fpr`` of held-out benign inputs
-    predicted as each class is detected (ARCLU: 1%)."""
-    from .metrics import thresholds_at_fpr
-
-    pred, score = decide_inputs(encoder, means, x_heldout)
-    return torch.as_tensor(thresholds_at_fpr(score, pred, fpr, len(means) - 1), dtype=torch.float32)
-
-
-# ------------------------------------------------------------------------------------ adaptive attacks (Eq. 17)
-
-def _accepted(pred: torch.Tensor, score: torch.Tensor, tau: torch.Tensor | None) -> torch.Tensor:
-    if tau is None:
-        return torch.ones_like(pred, dtype=torch.bool)
-    return score <= tau.to(score.device)[pred]
-
-
-def targeted_objective(encoder: torch.nn.Module, means: torch.Tensor, tau: torch.Tensor | None = None):
-    """A_{y=t}: minimise ||H(x') - mu_t||_2 for a target ``t`` per sample (the objective's second argument).
-    Success: classified as ``t`` and, with ``tau`` given, not detected."""
-    k = len(means) - 1
-
-    def objective(x, t):
-        z = encoder(x)
-        d = distances(z, means)
-        pred, score = d[:, :k].min(1)
-        return d.gather(1, t[:, None]).squeeze(1), (pred == t) & _accepted(pred, score, tau)
-
-    return objective
-
-
-def adaptive_objective(encoder: torch.nn.Module, means: torch.Tensor, tau: torch.Tensor | None = None):
-    """Eq. 17, untargeted: minimise the distance to the nearest wrong-class mean, re-chosen at every step (the
-    objective's second argument is the true label). Success: misclassified and, with ``tau``, not detected."""
-    k = len(means) - 1
-
-    def objective(x, y):
-        z = encoder(x)
-        d = distances(z, means)[:, :k]
-        pred = d.argmin(1)
-        score = d.gather(1, pred[:, None]).squeeze(1)
-        wrong = d.masked_fill(torch.nn.functional.one_hot(y, k).bool(), float("inf")).min(1).values
-        return wrong, (pred != y) & _accepted(pred, score, tau)
-
-    return objective
-
-
-def random_targets(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """One target class t != y per sample, uniformly at random (fixed by ``seed``)."""
-    gen = torch.Generator().manual_seed(seed)
-    return ((y.cpu() + 1 + torch.randint(0, k - 1, y.shape, generator=gen)) % k).to(y.device)
+def nearest_mean(z: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """The nearest of the k class means (not the adversarial cluster's): Eq. 16's classification of
+    representations ``z``."""
+    return distances(z, means[:len(means) - 1]).argmin(1)
 
 
 # ------------------------------------------------------------------------------------------ training (Alg. 1)
@@ -143,28 +78,27 @@ def balanced_loss(z: torch.Tensor, targets: torch.Tensor, means: torch.Tensor) -
     return loss
 
 
-def train_arclu(entry: Entry, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
+def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
                 epochs: int, lr: float = 1e-3, batch_size: int = 100, attack_kwargs: Mapping, fpr: float = 0.01,
                 tau_n: int = 1000, lben: bool = False, seed: int = 0, desc: str = "ARCLU",
                 progress: bool = True) -> list[dict[str, float]]:
-    """Algorithm 1 through the cache (resumable per epoch). Per batch B: phase 1 attacks every benign example
+    """Algorithm 1 through the checkpoint ``store`` (resumable per epoch, see :func:`advdetect.training.fit`). Per batch B: phase 1 attacks every benign example
     with the adaptive PGD of Eq. 17 (``attack_kwargs``: engine keywords; ARCLU MNIST: L-inf 0.3, 40 sign steps
     of 0.01 from the natural image); an example is successful when it lands inside another class's threshold
     (Eq. 20). Phase 2 relabels (:func:`relabel`) and takes one Adam step on :func:`balanced_loss` over
     B, B_S and B_F. The thresholds tau are re-set at the start of each epoch at ``fpr`` false positives on
     ``tau_n`` fixed training images. The history logs the loss, the share of successful attacks and the benign
     training accuracy per epoch."""
-    from .training import fit
-
     device = device_of(encoder)
     means = means.to(device)
     k = len(means) - 1
+    defence = DistanceDefence("ARCLU (training)", encoder, means)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     x_tau = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 1))[:tau_n]]
 
     def epoch_fn(epoch: int):
-        tau = thresholds(encoder, means, x_tau, fpr).to(device)
+        adversary = objective(defence, "nearest wrong", Criterion(defence.thresholds(x_tau, fpr, 1000).to(device)))
         order = torch.randperm(len(y), generator=gen)
         loss_sum, succ, correct, total = 0.0, 0, 0, 0
         for start in range(0, len(y), batch_size):
@@ -173,7 +107,7 @@ def train_arclu(entry: Entry, encoder: torch.nn.Module, x: torch.Tensor, y: torc
             encoder.eval()
             for p in encoder.parameters():
                 p.requires_grad_(False)
-            res = attacks.attack(adaptive_objective(encoder, means, tau), xb, yb, **attack_kwargs)
+            res = attacks.attack(adversary, xb, yb, **attack_kwargs)
             for p in encoder.parameters():
                 p.requires_grad_(True)
             encoder.train()
@@ -186,11 +120,11 @@ def train_arclu(entry: Entry, encoder: torch.nn.Module, x: torch.Tensor, y: torc
             n = len(idx)
             loss_sum += float(loss.detach()) * n
             succ += int(res.success.sum())
-            correct += int((decide(z[:n].detach(), means)[0] == yb).sum())
+            correct += int((nearest_mean(z[:n].detach(), means) == yb).sum())
             total += n
         return {"loss": loss_sum / total, "attack success": succ / total, "train_acc": correct / total}
 
-    return fit(entry, encoder, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
+    return fit(store, encoder, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
 
 
 # --------------------------------------------------------------------------------- motivation (Section 3.1)
@@ -200,18 +134,16 @@ def center_loss(z: torch.Tensor, y: torch.Tensor, means: torch.Tensor) -> torch.
     return (z - means.to(z)[y]).norm(dim=1).mean()
 
 
-def train_center(entry: Entry, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
+def train_center(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
                  epochs: int, lr: float = 1e-3, batch_size: int = 100, seed: int = 0, desc: str = "encoder (Eq. 10)",
                  progress: bool = True) -> list[dict[str, float]]:
     """The motivation experiment's encoder: representations pulled to one-hot class centres by Eq. 10 (Adam;
     no adversarial examples), through the cache (:func:`advdetect.training.train_classifier` with this loss
     and nearest-mean predictions)."""
-    from .training import train_classifier
-
     means = means.to(device_of(encoder))
-    return train_classifier(entry, encoder, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+    return train_classifier(store, encoder, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                             loss_fn=lambda z, t: center_loss(z, t, means),
-                            predict_fn=lambda z: decide(z, means)[0], desc=desc, progress=progress)
+                            predict_fn=lambda z: nearest_mean(z, means), desc=desc, progress=progress)
 
 
 # ------------------------------------------------------------------------------------ overlap, measured
@@ -228,11 +160,6 @@ def overlap(z_benign: torch.Tensor, pred_benign: torch.Tensor, z_adv: torch.Tens
     ``kNN accuracy``: balanced accuracy of a ``neighbours``-nearest-neighbour classifier telling adversarial
     from benign points, ``folds``-fold cross-validated (scikit-learn): 0.5 when the two clouds are mixed, 1 when
     every neighbourhood is pure."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    from .metrics import eroc
-
     zb, za = z_benign.float().cpu(), z_adv.float().cpu()
     cb = torch.cdist(zb, centres.float().cpu()).gather(1, pred_benign.cpu()[:, None]).squeeze(1)
     ca = torch.cdist(za, centres.float().cpu()).gather(1, pred_adv.cpu()[:, None]).squeeze(1)
@@ -250,20 +177,15 @@ def class_centres(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return torch.stack([z[y == c].mean(0) for c in range(k)])
 
 
-def representation_study(cache, key: Mapping, represent, classify, objective, x_benign: torch.Tensor,
-                         x_source: torch.Tensor, targets: torch.Tensor, attack: Mapping, *, x_centres: torch.Tensor,
-                         y_centres: torch.Tensor, num_classes: int = 10, neighbours: int = 10,
-                         seed: int = 0) -> dict:
+def representation_study(represent, classify, x_benign: torch.Tensor, x_adv: torch.Tensor, targets: torch.Tensor,
+                         *, x_centres: torch.Tensor, y_centres: torch.Tensor, num_classes: int = 10,
+                         neighbours: int = 10, seed: int = 0) -> dict:
     """ARCLU's motivation experiment for one representation space (Section 3.1): representations of benign
-    inputs ``x_benign`` and of targeted adversarial examples A_{y=t}(x) crafted from ``x_source`` toward
-    ``targets`` by minimising ``objective`` (engine keywords ``attack``; cached under ``key``), and how much
+    inputs ``x_benign`` and of targeted adversarial examples ``x_adv`` (crafted toward ``targets``), and how much
     they overlap (:func:`overlap`, class centres = mean representation of ``x_centres`` per label
-    ``y_centres``). ``represent(x) -> z`` and ``classify(z) -> predicted class`` define the space.
-    Returns the representations, predictions, the attack's success rate (classified as the target) and the
-    overlap numbers."""
-    from .gat import cached_attack
-
-    x_adv = cached_attack(cache, key, objective, x_source, targets, attack)
+    ``y_centres``). ``represent(x) -> z`` and ``classify(z) -> predicted class`` define the space. Returns the
+    representations, predictions, the attack's success rate (classified as the target) and the overlap
+    numbers."""
     z_b, z_a = represent(x_benign), represent(x_adv)
     p_b, p_a = classify(z_b), classify(z_a)
     centres = class_centres(represent(x_centres), y_centres.cpu(), num_classes)
@@ -273,152 +195,13 @@ def representation_study(cache, key: Mapping, represent, classify, objective, x_
     return result
 
 
-# ----------------------------------------------------------------------------------- cached models of the book
-
-
-def center_encoder(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, seed: int, device):
-    """The motivation experiment's encoder (Eq. 10, one-hot centres), cached. Returns (encoder, means, history)."""
-    from .models import ArcluEncoder
-    from .runtime import seed_everything
-
-    seed_everything(seed)
-    means = class_means(ds.num_classes, l=1, magnitude=1.0)
-    encoder = ArcluEncoder(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width).to(device)
-    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size,
-              "seed": seed}
-    hist = train_center(cache.entry("arclu_center_encoder", config), encoder, ds.x_train, ds.y_train, means,
-                        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    encoder.config = {"model": "center encoder", **config}
-    return freeze(encoder), means, hist
-
-
-def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, seed: int, device):
-    """The same network trained with cross-entropy (the vanilla classifier of ARCLU Fig 2), cached."""
-    from .models import ArcluEncoder
-    from .runtime import seed_everything
-    from .training import train_classifier
-
-    seed_everything(seed)
-    model = ArcluEncoder(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width).to(device)
-    config = {"data": ds.name, "n": len(ds.y_train), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size,
-              "seed": seed}
-    hist = train_classifier(cache.entry("arclu_softmax_classifier", config), model, ds.x_train, ds.y_train,
-                            epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, desc="softmax classifier")
-    model.config = {"model": "softmax classifier", **config}
-    return freeze(model), hist
-
-
-def detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, lr: float, batch_size: int,
-             attack: Mapping, fpr: float, lben: bool, seed: int, device, arch: str = "small cnn",
-             desc: str | None = None):
-    """ARCLU's detector (Algorithm 1), or the L-Ben ablation with ``lben=True``, cached: the encoder to
-    m = k * l dimensions, its cluster means (M = ``magnitude``) and the training history. ``arch``: ARCLU's
-    small MNIST CNN (``"small cnn"``) or a CIFAR-10 network of :func:`advdetect.gat.cifar_network`
-    (``"wrn-34-10"``, the paper's; ``"resnet18"``)."""
-    from .gat import cifar_network
-    from .models import ArcluEncoder
-    from .runtime import seed_everything
-
-    seed_everything(seed)
-    k = ds.num_classes
-    means = class_means(k, l=l, magnitude=magnitude)
-    if arch == "small cnn":
-        encoder = ArcluEncoder(k * l, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
-    else:
-        encoder = cifar_network(arch, width, num_outputs=k * l)
-    encoder = encoder.to(device)
-    kwargs = {"rule": "sign", **dict(attack)}
-    config = {"data": ds.name, "n": len(ds.y_train), "arch": arch, "width": width, "l": l, "M": magnitude,
-              "epochs": epochs,
-              "lr": lr, "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed}
-    hist = train_arclu(cache.entry("arclu_detector", config), encoder, ds.x_train, ds.y_train, means, epochs=epochs,
-                       lr=lr, batch_size=batch_size, attack_kwargs=kwargs, fpr=fpr, lben=lben, seed=seed,
-                       desc=desc or ("L-Ben" if lben else "ARCLU"))
-    encoder.config = {"model": "arclu detector", **config}
-    return freeze(encoder), means, hist
-
-
-def chapter_detector(cache, profile: str | None = None, device=None, lben: bool = False):
-    """ARCLU's detector (or L-Ben) exactly as the cluster separation chapter trains it at ``profile`` (its dataset
-    and settings from :mod:`advdetect.profiles`), from the cache or trained now; other chapters use this to
-    study or attack it. Returns (encoder, means, dataset)."""
-    from . import data, profiles
-
-    c = profiles.defaults("cluster_separation", profile)
-    ds = data.load_for(c)
-    encoder, means, _ = detector(
-        cache, ds, width=c["WIDTH"], l=c["L"], magnitude=c["M"], epochs=c["EPOCHS"], lr=c["LR"],
-        batch_size=c["BATCH"], attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
-                                           step_size=c["TRAIN_STEP"]),
-        fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device if device is not None else "cpu")
-    return encoder, means, ds
-
-
-# ----------------------------------------------------------------------------------- evaluation (Table 2)
-
-def evaluate(cache, encoder: torch.nn.Module, means: torch.Tensor, x_heldout: torch.Tensor, x: torch.Tensor,
-             y: torch.Tensor, attack: Mapping, *, targeted: bool, seed: int = 0, ps=(1, 2, 5, 10)) -> dict:
-    """ARCLU's white-box evaluation of a distance detector: the adaptive PGD of Eq. 17 (``targeted``: toward a
-    random wrong class per input; else toward the nearest wrong-class mean, re-chosen every step; engine
-    keywords ``attack``, adversarial examples cached), then ASR-p with per-class thresholds at p% false
-    positives of the held-out benign inputs ``x_heldout``, EROC (over the adversarial examples that are
-    misclassified) and the clean accuracy. Returns a dict with those numbers, ``"counts"`` (p -> successes,
-    eligible inputs), ``"asr curve"`` (FPR, ASR) for the threshold explorer, and the raw scores."""
-    from .gat import cached_attack
-    from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr
-
-    device = next(encoder.parameters()).device
-    k = len(means) - 1
-    held_pred, held_score = decide_inputs(encoder, means, x_heldout)
-    clean_pred, clean_score = decide_inputs(encoder, means, x)
-    if targeted:
-        labels = random_targets(y, k, seed)
-        objective = targeted_objective(encoder, means.to(device))
-    else:
-        labels = y
-        objective = adaptive_objective(encoder, means.to(device))
-    key = {"model": getattr(encoder, "config", None), "objective": "targeted" if targeted else "untargeted",
-           "seed": seed}
-    x_adv = cached_attack(cache, key, objective, x.to(device), labels.to(device), {"rule": "sign", **dict(attack)})
-    adv_pred, adv_score = decide_inputs(encoder, means, x_adv)
-    out = {"accuracy": float((clean_pred == y.cpu()).float().mean()), "counts": {}}
-    for p in ps:
-        tau = thresholds_at_fpr(held_score, held_pred, p / 100.0, k)
-        out[f"ASR-{p:g}"], succ, n = attack_success_ratio(y, clean_pred, clean_score, adv_pred, adv_score, tau)
-        out["counts"][p] = (succ, n)  # successes among the eligible inputs, for confidence intervals
-    fooled = adv_pred != y.cpu()
-    out["EROC"] = eroc(clean_score, clean_pred, adv_score[fooled], adv_pred[fooled]) if fooled.any() else float("nan")
-    fprs = np.unique(np.r_[np.geomspace(0.001, 0.5, 60), np.asarray(ps, dtype=float) / 100])
-    out["asr curve"] = (fprs, np.array([asr_p(100 * f, held_score, held_pred, y, clean_pred, clean_score, adv_pred,
-                                              adv_score, k) for f in fprs]))
-    out.update({"clean": (clean_pred, clean_score), "adv": (adv_pred, adv_score), "x_adv": x_adv.cpu(),
-                "heldout": (held_pred, held_score)})
-    return out
-
-
-def table2(cache, models: Mapping, x_heldout: torch.Tensor, x: torch.Tensor, y: torch.Tensor, attack: Mapping, *,
-           paper_rows: Mapping, paper_accuracy: Mapping, seed: int = 0):
-    """ARCLU Table 2's rows for the models ``{name: (encoder, means)}`` (names ``"ARCLU"`` and ``"L-Ben"``;
-    the paper calls the first "Ours") under the targeted and the untargeted adaptive PGD of ``attack`` (engine
-    keywords with ``eps``): accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC, beside the paper's
-    values from ``paper_rows`` (``{"PGD Linf <eps>, T": {"Ours": {"ASR-1": .., "EROC": ..}, ...}}``). Returns
-    (DataFrame, ``{(name, row label): evaluate() result}``)."""
-    import pandas as pd
-
-    from .metrics import proportion_ci
-
-    results, rows = {}, []
-    for name, (enc, means) in models.items():
-        paper_name = "Ours" if name == "ARCLU" else name
-        for targeted in (True, False):
-            r = evaluate(cache, enc, means, x_heldout, x, y, attack, targeted=targeted, seed=seed)
-            label = f"PGD Linf {attack['eps']:g}, {'T' if targeted else 'U'}"
-            results[(name, label)] = r
-            ref = paper_rows.get(label, {}).get(paper_name, {})
-            lo, hi = proportion_ci(*r["counts"][1])
-            rows.append({"model": name, "attack": label, "accuracy": r["accuracy"], "ASR-1": r["ASR-1"],
-                         "ASR-1 95% CI": f"{lo:.3f}-{hi:.3f}", "ASR-2": r["ASR-2"], "ASR-5": r["ASR-5"],
-                         "ASR-10": r["ASR-10"], "EROC": r["EROC"],
-                         "paper accuracy": paper_accuracy.get(paper_name, np.nan),
-                         "paper ASR-1": ref.get("ASR-1", np.nan), "paper EROC": ref.get("EROC", np.nan)})
-    return pd.DataFrame(rows).set_index(["model", "attack"]), results
+def overlap_verdict(centre_auc: float, knn_accuracy: float) -> str:
+    """The motivation chapter's reading of the two overlap numbers of :func:`overlap` against ARCLU's claim that
+    adversarial representations overlap the benign clusters."""
+    own = ("form clusters of their own" if knn_accuracy >= 0.8 else
+           "are mixed with the benign points rather than clustered apart")
+    by_distance = ("can barely tell them from benign ones" if centre_auc < 0.6 else
+                   "separates them only partly" if centre_auc < 0.9 else "separates them well")
+    claim = ("the paper's overlap claim holds" if centre_auc < 0.6 else
+             "the overlap claim holds only in part" if centre_auc < 0.9 else "the overlap claim does not hold")
+    return f"{own}; a distance to the class centre {by_distance}: {claim}"

@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import torch
 
+from .runtime import progress_bar
+
 NORMS = ("linf", "l2", "l1", "l0")
 RULES = ("steepest", "sign", "adam", "momentum")
 
@@ -231,8 +233,6 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
     if not (eps >= 0):
         raise ValueError(f"eps must be >= 0, got {eps}")
     if batch_size is not None and len(x) > batch_size:
-        from .runtime import progress_bar
-
         chunks = progress_bar(range(0, len(x), batch_size), enabled=progress, desc="attack", leave=False)
         parts = [attack(objective, x[i:i + batch_size], _slice(y, slice(i, i + batch_size)), norm=norm, eps=eps,
                         steps=steps, step_size=step_size, rule=rule, random_start=random_start,

@@ -8,16 +8,16 @@ the scripts and shown by the chapters, never asserted.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from . import attacks, losses, models, training
-from .cache import ArtefactCache
+from . import attacks, gat, models, training
+from .defences import ClassifierDefence
 from .ensemble import DetectorBank
+from .objectives import objective
 
 
 def _sync(device: torch.device) -> None:
@@ -56,7 +56,7 @@ def attack_throughput(model, x, y, *, steps: int = 40, eps: float = 0.3, alpha: 
     device = x.device
     t = compare({
         "plain": lambda: plain_pgd(model, x, y, eps, alpha, steps),
-        "engine": lambda: attacks.attack(losses.untargeted_cross_entropy(model), x, y, norm="linf", eps=eps,
+        "engine": lambda: attacks.attack(objective(ClassifierDefence("bench", model), "cross-entropy"), x, y, norm="linf", eps=eps,
                                          steps=steps, step_size=alpha, rule="sign", random_start=True),
     }, device, repeats)
     work = len(x) * steps
@@ -112,23 +112,21 @@ def gat_vs_adversarial_epoch(x: torch.Tensor, y: torch.Tensor, *, steps: int = 1
     attack = dict(norm="linf", eps=0.3, steps=steps, step_size=0.01, rule="adam", random_start=True)
     m = max(2, min(m, len(y) // 30))
     seconds = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = ArtefactCache(tmp)
-        for timed in (False, True):
-            xs, ys = (x, y) if timed else (x[: 20 * m], y[: 20 * m])
-            torch.manual_seed(seed)
-            bank = DetectorBank([models.MadryCNN(1, width=width) for _ in range(10)]).to(device)
-            model = models.MadryCNN(10, width=width).to(device)
-            for name, run in (
-                ("gat", lambda: training.train_gat(cache.entry("gat", {"timed": timed}), bank, xs, ys, epochs=1, m=m,
-                                                   lr=5e-4, attack_kwargs=attack, seed=seed, progress=False)),
-                ("adv", lambda: training.train_classifier(cache.entry("adv", {"timed": timed}), model, xs, ys,
-                                                          epochs=1, lr=1e-4, batch_size=batch_size, seed=seed,
-                                                          attack_kwargs=attack, progress=False))):
-                _sync(device)
-                start = time.perf_counter()
-                run()
-                _sync(device)
-                seconds[name] = time.perf_counter() - start
+    for timed in (False, True):
+        xs, ys = (x, y) if timed else (x[: 20 * m], y[: 20 * m])
+        torch.manual_seed(seed)
+        bank = DetectorBank([models.MadryCNN(1, width=width) for _ in range(10)]).to(device)
+        model = models.MadryCNN(10, width=width).to(device)
+        for name, run in (
+            ("gat", lambda: gat.train_gat(None, bank, xs, ys, epochs=1, m=m,
+                                               lr=5e-4, attack_kwargs=attack, seed=seed, progress=False)),
+            ("adv", lambda: training.train_classifier(None, model, xs, ys,
+                                                      epochs=1, lr=1e-4, batch_size=batch_size, seed=seed,
+                                                      attack_kwargs=attack, progress=False))):
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            seconds[name] = time.perf_counter() - start
     return {"GAT epoch s": seconds["gat"], "adversarial-training epoch s": seconds["adv"],
             "GAT / adversarial training": seconds["gat"] / seconds["adv"]}

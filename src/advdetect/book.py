@@ -27,6 +27,10 @@ from . import profiles
 
 NOTEBOOK = re.compile(r"^book/(\d\d_[A-Za-z0-9_]+)(\.ipynb)?$")
 
+#: the longest one cell of a chapter may run before the build stops with an error, per profile (seconds): the
+#: net under a hung cell (the cpu profile's longest cell, the attack suite, takes about ten minutes)
+CELL_TIMEOUT = {"smoke": 900, "cpu": 3600, "paper": 48 * 3600}
+
 
 def repo_root(start: Path | None = None) -> Path:
     """The folder holding ``_toc.yml`` (searched upward from ``start``, default the working directory)."""
@@ -70,7 +74,7 @@ def toc_notebooks(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def execute(root: Path, profile: str, only: list[str] | None = None) -> None:
+def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeout: int | None = None) -> None:
     import papermill as pm
 
     profiles.check(profile)
@@ -86,7 +90,8 @@ def execute(root: Path, profile: str, only: list[str] | None = None) -> None:
         start = time.time()
         print(f"[book] executing {src.relative_to(root)} at profile {profile} -> {dst.relative_to(root)}", flush=True)
         pm.execute_notebook(str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent),
-                            kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False)
+                            kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False,
+                            execution_timeout=cell_timeout or CELL_TIMEOUT[profile])
         print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
 
 
@@ -106,10 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=os.environ.get(profiles.ENV_VAR, profiles.DEFAULT_PROFILE),
                         help=f"one of {', '.join(profiles.PROFILES)} (default: $ADVDETECT_PROFILE or cpu)")
     parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
+    parser.add_argument("--cell-timeout", type=int, default=None,
+                        help="seconds one cell may run before the build fails (default by profile: "
+                             + ", ".join(f"{k} {v}" for k, v in CELL_TIMEOUT.items()) + ")")
     args = parser.parse_args(argv)
     root = repo_root()
     if args.command in ("execute", "all"):
-        execute(root, args.profile, args.only)
+        execute(root, args.profile, args.only, args.cell_timeout)
     if args.command in ("render", "all"):
         render(root)
 

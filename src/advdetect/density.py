@@ -13,10 +13,7 @@ import numpy as np
 import torch
 
 from . import metrics, synthetic
-from .cache import ArtefactCache
-from .models import MLP
-from .runtime import seed_everything
-from .training import predict, train_binary
+from .training import predict
 
 
 def grid(bounds: tuple[float, float], n: int, dim: int) -> tuple[np.ndarray, float]:
@@ -54,29 +51,22 @@ class DensityFit:
     history: list = field(repr=False)
 
 
-def fit_density(data: synthetic.Synthetic, method: str, *, hidden: int, lr: float, steps: int, batch: int | None,
-                pgd_steps: int, pgd_step: float, eps: float, grid_points: int, seed: int, warmup_steps: int = 0,
-                cache: ArtefactCache | None = None, device: torch.device | str = "cpu") -> DensityFit:
-    """Train the App. F MLP on ``data`` with ``method`` ``"gat"`` or ``"discriminative"`` (cached) and score the
-    Gibbs density of its logit against the true density on a grid. GAT's first ``warmup_steps`` steps are
-    discriminative (the same steps count towards ``steps`` for both methods)."""
+def training_attack(data: synthetic.Synthetic, method: str, *, eps: float, pgd_steps: int,
+                    pgd_step: float) -> dict | None:
+    """The engine keywords of GAT's negatives on synthetic data (L-inf sign steps from a random start, within
+    the data's box), or None for discriminative training."""
     if method not in ("gat", "discriminative"):
         raise ValueError(f"method must be 'gat' or 'discriminative', got {method!r}")
-    cache = cache or ArtefactCache()
+    if method == "discriminative":
+        return None
+    return {"norm": "linf", "eps": eps, "steps": pgd_steps, "step_size": pgd_step, "rule": "sign",
+            "random_start": True, "bounds": data.bounds}
+
+
+def score(method: str, model: torch.nn.Module, data: synthetic.Synthetic, grid_points: int,
+          history: list) -> DensityFit:
+    """The Gibbs density of a trained detector's logit on a grid, and its distance to the true density."""
     dim = data.positives.shape[1]
-    config = {"data": data.name, "seed": seed, "method": method, "hidden": hidden, "lr": lr, "steps": steps,
-              "batch": batch, "pgd_steps": pgd_steps if method == "gat" else 0, "pgd_step": pgd_step,
-              "eps": eps if method == "gat" else 0.0, "warmup": warmup_steps if method == "gat" else 0}
-    seed_everything(seed)
-    model = MLP(dim, (hidden,) * 5, 1).to(device)
-    attack_kwargs = None
-    if method == "gat":
-        attack_kwargs = {"norm": "linf", "eps": eps, "steps": pgd_steps, "step_size": pgd_step, "rule": "sign",
-                         "random_start": True, "bounds": data.bounds}
-    history = train_binary(cache.entry("density_mlp", config), model, data.positives, data.negatives, steps=steps,
-                           lr=lr, batch=batch, attack_kwargs=attack_kwargs, seed=seed,
-                           warmup_steps=warmup_steps if method == "gat" else 0,
-                           desc=f"{data.name} {method}")
     points, cell = grid(data.bounds, grid_points, dim)
     est = gibbs_density(model, points, cell)
     true = data.density(points)

@@ -21,9 +21,11 @@ import copy
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+
+from .models import SmallCNN
 
 
 def _key(name: str) -> str:
@@ -77,8 +79,6 @@ class DetectorBank(nn.Module):
         """The two-convolution MNIST networks (:class:`~advdetect.models.SmallCNN`) run as grouped convolutions
         and batched matrix products, which a CPU executes several times faster than vmap's batching of small
         convolutions; every other architecture goes through ``torch.func.vmap``."""
-        from .models import SmallCNN
-
         return isinstance(self._template, SmallCNN) and self._template.num_outputs == 1
 
     def _grouped_each(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,3 +108,32 @@ class DetectorBank(nn.Module):
         state.update({n: b[k].clone() for n, b in self._stacked_buffers().items()})
         model.load_state_dict(state)
         return model.eval()
+
+
+def bank_from_classifier(classifier: nn.Module) -> DetectorBank:
+    """GAT's CIFAR-10 initialisation: detector k is the natural classifier's subnetwork for logit k (a copy of
+    the network whose last linear layer keeps row k only). Batch norm stays in inference mode while the bank is
+    finetuned (the bank evaluates a template in eval mode with the stacked running statistics)."""
+    last = [m for m in classifier.modules() if isinstance(m, nn.Linear)][-1]
+    models = []
+    for k in range(last.out_features):
+        m = copy.deepcopy(classifier).eval()
+        head = [mod for mod in m.modules() if isinstance(mod, nn.Linear)][-1]
+        new = nn.Linear(head.in_features, 1, bias=head.bias is not None).to(head.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(head.weight[k:k + 1])
+            if head.bias is not None:
+                new.bias.copy_(head.bias[k:k + 1])
+        _replace_module(m, head, new)
+        if hasattr(m, "num_outputs"):
+            m.num_outputs = 1
+        models.append(m)
+    return DetectorBank(models)
+
+
+def _replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    for name, child in root.named_children():
+        if child is old:
+            setattr(root, name, new)
+            return
+        _replace_module(child, old, new)

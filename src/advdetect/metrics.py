@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from .objectives import Criterion
 
 
 def _np(a) -> np.ndarray:
@@ -30,8 +34,6 @@ def _np(a) -> np.ndarray:
 
 def roc_auc(positive_scores, negative_scores) -> float:
     """Area under the ROC curve for telling positives (higher scores) from negatives (scikit-learn)."""
-    from sklearn.metrics import roc_auc_score
-
     pos, neg = _np(positive_scores).ravel(), _np(negative_scores).ravel()
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError("roc_auc needs at least one positive and one negative score")
@@ -99,13 +101,17 @@ def thresholds_at_fpr(benign_scores, benign_pred, fpr: float, num_classes: int) 
 
 def attack_success_ratio(y, clean_pred, clean_scores, adv_pred, adv_scores, tau) -> tuple[float, int, int]:
     """ARCLU's ASR: among inputs correctly classified and not detected before the attack, the share that is
-    misclassified and not detected after it. ``tau``: per-class thresholds on the anomaly score (detect if
-    score > tau[predicted class]). Returns (ASR, successes, eligible)."""
-    yy, cp, cs = _np(y), _np(clean_pred), _np(clean_scores)
-    ap, asc, tau = _np(adv_pred), _np(adv_scores), np.asarray(tau, dtype=float)
-    tau = np.broadcast_to(tau, (max(int(cp.max(initial=0)), int(ap.max(initial=0))) + 1,)) if tau.ndim == 0 else tau
-    eligible = (cp == yy) & (cs <= tau[cp])
-    success = eligible & (ap != yy) & (asc <= tau[ap])
+    misclassified and not detected after it (both by :class:`~advdetect.objectives.Criterion`). ``tau``:
+    per-class thresholds on the anomaly score (detect if score > tau[predicted class]), or one threshold for
+    all classes. Returns (ASR, successes, eligible)."""
+    yy, cp, ap = (torch.as_tensor(_np(a)).long() for a in (y, clean_pred, adv_pred))
+    cs, asc = (torch.as_tensor(_np(a), dtype=torch.float64) for a in (clean_scores, adv_scores))
+    tau = torch.as_tensor(np.asarray(tau, dtype=float), dtype=torch.float64)
+    if tau.ndim == 0:
+        tau = tau.expand(max(int(cp.max()) if len(cp) else 0, int(ap.max()) if len(ap) else 0) + 1)
+    criterion = Criterion(tau)
+    eligible = criterion.eligible(cp, cs, yy)
+    success = eligible & criterion.success_of(ap, asc, yy)
     n = int(eligible.sum())
     return (float(success.sum() / n) if n else float("nan")), int(success.sum()), n
 
@@ -121,8 +127,6 @@ def eroc(benign_scores, benign_pred, adv_scores, adv_pred) -> float:
     """ARCLU's expected ROC AUC: per predicted class c, the AUC of telling adversarial (positive, higher anomaly
     score) from benign inputs predicted as c, weighted by the share of adversarial inputs predicted as c.
     Classes with adversarial inputs but no benign input are left out and the weights renormalised."""
-    from sklearn.metrics import roc_auc_score
-
     bs, bp, asc, ap = _np(benign_scores), _np(benign_pred), _np(adv_scores), _np(adv_pred)
     if len(asc) == 0:
         return float("nan")
@@ -143,8 +147,6 @@ def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, f
     """Wilson score interval for a proportion."""
     if n == 0:
         return (float("nan"), float("nan"))
-    from scipy.stats import norm
-
     z = float(norm.ppf(0.5 + level / 2))
     p = successes / n
     den = 1 + z**2 / n

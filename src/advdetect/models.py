@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 MNIST_MEAN, MNIST_STD = (0.0,), (1.0,)  # the Madry network sees raw [0, 1] pixels
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -194,6 +194,16 @@ class ResNet(nn.Module):
 def resnet18(num_outputs: int = 10, width: int = 64) -> ResNet:
     """ResNet-18 for CIFAR-10 (the smaller network for tight budgets)."""
     return ResNet((2, 2, 2, 2), num_outputs=num_outputs, width=width)
+
+
+def cifar_network(arch: str, width: float = 1.0, num_outputs: int = 10) -> nn.Module:
+    """The CIFAR-10 network: ``"wrn-34-10"`` (GAT's, the Madry challenge network; ARCLU's Wide ResNet) or
+    ``"resnet18"`` (cheaper; ``width`` scales its channels, 1.0 = 64), with ``num_outputs`` outputs."""
+    if arch == "wrn-34-10":
+        return WideResNet(34, 10, num_outputs=num_outputs)
+    if arch == "resnet18":
+        return resnet18(num_outputs=num_outputs, width=max(1, int(round(64 * width))))
+    raise ValueError(f"unknown CIFAR-10 architecture {arch!r}: choose 'wrn-34-10' or 'resnet18'")
 
 
 def count_parameters(model: nn.Module) -> int:

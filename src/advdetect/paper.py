@@ -124,3 +124,9 @@ _T4 = {
 }
 #: attack -> baseline -> {"ASR-2": ..., "ASR-5": ..., "EROC": ...}
 ARCLU_TABLE4_MNIST = _by_baseline(_T4, _T4_BASELINES, ("ASR-2", "ASR-5", "EROC"))
+
+
+#: ARCLU's names of the baselines (Table 2's columns) for the head-to-head chapter's defences; GAT's two
+#: classifiers and MAHA on MNIST have no column there
+PAPER_NAMES = {"ARCLU": "Ours", "L-Ben": "L-Ben", "Vanilla": "Vanilla", "FS": "FS", "LID": "LID", "Madry": "Madry",
+               "TRADES": "TRADES"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 #: colours of the ten classes (tab10) and of the roles that recur across chapters
 CLASS_COLORS = [mpl.colormaps["tab10"](i) for i in range(10)]
@@ -93,8 +94,6 @@ def representation_map(ax, points: np.ndarray, pred, is_adv, title: str, num_cla
 
 def representation_legend(fig, num_classes: int = 10) -> None:
     """One legend for a figure of :func:`representation_map` panels: class colours and the two markers."""
-    from matplotlib.lines import Line2D
-
     cmap = plt.get_cmap("tab10")
     handles = [Line2D([], [], marker="o", ls="", color=cmap(c), label=str(c)) for c in range(num_classes)]
     handles += [Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", label="benign"),
@@ -162,3 +161,22 @@ def image_table(fig, images, captions, *, row_labels=None, col_labels=None, titl
     if title:
         fig.suptitle(title, fontsize=10)
     return axes
+
+
+def overlap_figure(studies: dict, points: dict, *, num_classes: int = 10, methods=("t-SNE", "UMAP")):
+    """One column per representation space of :func:`advdetect.arclu.representation_study` results, one row per
+    embedding method (``points[(space, method)]``: the 2-D embedding of the space's benign then adversarial
+    points): points coloured by predicted class, each panel titled with the space's overlap numbers (computed in
+    the space, not in the picture)."""
+    fig, axes = plt.subplots(len(methods), len(studies), figsize=(4.2 * len(studies), 4.0 * len(methods)),
+                             squeeze=False)
+    for j, (name, st) in enumerate(studies.items()):
+        pred = np.r_[np.asarray(st["pred_benign"]), np.asarray(st["pred_adv"])]
+        is_adv = np.r_[np.zeros(len(st["z_benign"])), np.ones(len(st["z_adv"]))]
+        for i, method in enumerate(methods):
+            representation_map(axes[i, j], points[(name, method)], pred, is_adv,
+                               f"{name} - {method}\ncentre AUC {st['centre AUC']:.2f}, kNN acc. "
+                               f"{st['kNN accuracy']:.2f}, attack success {st['success']:.2f}", num_classes)
+    representation_legend(fig, num_classes)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -4,24 +4,24 @@
 ``cpu``    the default: the whole book on a laptop CPU on ``mnist5k``, reduced epochs and steps.
 ``paper``  the papers' own settings, meant for a GPU with the full datasets.
 
-The profile is chosen by the environment variable ``ADVDETECT_PROFILE`` (default ``cpu``). A notebook's first
-cell (tagged ``parameters``) reads its defaults from here::
+The profile is chosen by the environment variable ``ADVDETECT_PROFILE`` (default ``cpu``). Every parameter is
+spelled once, here. A notebook's first cell (tagged ``parameters``) names only the profile::
 
-    PROFILE: str = ad.profiles.active()
-    _P = ad.profiles.defaults("density", PROFILE)
-    STEPS_1D: int = _P["STEPS_1D"]
+    PROFILE = ad.profiles.active()
+    # N_TEST = 200      (any setting of the chapter may be set here, or by papermill: -p N_TEST 200)
 
-papermill may override any of these names, ``PROFILE`` included; the next cell calls
-:func:`settle`, which re-reads the defaults of a ``PROFILE`` given by papermill for every name that was not
-overridden itself, checks the types and returns the effective settings.
+and the next cell calls :func:`settle`, which takes each setting from the profile unless the notebook's
+namespace sets it (a papermill parameter or a line of the reader's), checks its type against the profile's
+value, puts every setting into the namespace and returns the effective settings.
 """
 
 from __future__ import annotations
 
 import os
-import typing
 from dataclasses import dataclass
 from typing import Any, MutableMapping
+
+import pandas as pd
 
 from .errors import ProfileError
 
@@ -289,16 +289,14 @@ def _chapter(chapter: str) -> dict[str, dict[str, Any]]:
     return TABLE[chapter]
 
 
-# What :func:`defaults` last handed out per chapter, so that :func:`settle` can tell overridden values apart.
+# What :func:`settle` last put into a notebook's namespace per chapter, so that a re-run tells overrides apart.
 _ISSUED: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def defaults(chapter: str, profile: str | None = None) -> dict[str, Any]:
     """The parameter values of ``chapter`` at ``profile`` (default: the active profile)."""
     profile = check(profile if profile is not None else active())
-    values = {name: _copy(col[profile]) for name, col in _chapter(chapter).items()}
-    _ISSUED[chapter] = (profile, {k: _copy(v) for k, v in values.items()})
-    return values
+    return {name: _copy(col[profile]) for name, col in _chapter(chapter).items()}
 
 
 def _copy(value: Any) -> Any:
@@ -331,8 +329,6 @@ class Settings:
 
     def table(self):
         """A pandas DataFrame of name, value, source and the paper profile's value (for display)."""
-        import pandas as pd
-
         rows = [
             {"parameter": k, "value": _fmt(v), "source": self.sources[k], "paper profile": _fmt(self.paper_value(k))}
             for k, v in self.params.items()
@@ -346,61 +342,58 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    if annotation is None or annotation is Any:
-        return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if origin is not None:
-        if not isinstance(value, origin):
-            return False
-        args = typing.get_args(annotation)
-        if origin in (list, tuple) and args and args[-1] is not Ellipsis:
-            return all(_type_ok(v, args[0]) for v in value)
-        return True
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, annotation)
+def _expected(chapter: str, name: str) -> tuple[type, ...]:
+    """The types a setting may take: those of its values across the profiles (an int where a float is
+    expected; None where some profile has None)."""
+    kinds = set()
+    for v in TABLE[chapter][name].values():
+        kinds.add(type(v))
+    if float in kinds:
+        kinds.add(int)
+    return tuple(kinds)
+
+
+def _type_ok(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds)
 
 
 def settle(chapter: str, namespace: MutableMapping[str, Any]) -> Settings:
-    """Finish a notebook's parameters after papermill's injection and return the effective settings.
+    """Finish a notebook's parameters and return the effective settings.
 
-    ``namespace`` is the notebook's ``globals()``. If ``PROFILE`` was changed after :func:`defaults` ran (a
-    papermill parameter), every parameter still equal to the old profile's default takes the new profile's
-    value; a parameter that differs was overridden explicitly and is kept. Values are checked against the
-    parameters cell's type annotations (ints are accepted where floats are declared and converted).
+    ``namespace`` is the notebook's ``globals()``. ``PROFILE`` (default: the active profile) names the profile;
+    every setting of ``chapter`` takes that profile's value unless the namespace sets it (papermill's injected
+    parameters, or a line the reader added), which is then an override. A value this function put into the
+    namespace before (a re-run of the notebook) is not taken for an override. Overrides are checked against the
+    types of the profiles' values (ints are accepted where floats are expected and converted). Unknown
+    upper-case names fail with the list of known ones. Every setting ends up in the namespace.
     """
     table = _chapter(chapter)
     profile = check(namespace.get("PROFILE", active()))
-    issued_profile, issued = _ISSUED.get(chapter, (profile, {}))
     fresh = {name: _copy(col[profile]) for name, col in table.items()}
-    annotations = namespace.get("__annotations__", {}) or {}
+    previous = _ISSUED.get(chapter, (None, {}))[1]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name in table:
-        if name not in namespace:
-            raise ProfileError(f"parameter {name} of chapter {chapter!r} is missing from the parameters cell")
-        value = namespace[name]
-        if profile != issued_profile and name in issued and value == issued[name]:
-            value = fresh[name]
-        annotation = annotations.get(name)
-        if isinstance(annotation, str):
-            annotation = eval(annotation, {"typing": typing, "list": list, "tuple": tuple})  # noqa: S307
-        if not _type_ok(value, annotation):
-            raise ProfileError(
-                f"parameter {name} must be {getattr(annotation, '__name__', annotation)}, got {value!r}"
-            )
-        if annotation is float and isinstance(value, int):
-            value = float(value)
+        if name in namespace and not (name in previous and namespace[name] == previous[name]):
+            value = namespace[name]
+            kinds = _expected(chapter, name)
+            if not _type_ok(value, kinds):
+                raise ProfileError(f"parameter {name} of chapter {chapter!r} must be "
+                                   f"{' or '.join(sorted(k.__name__ for k in kinds))}, got {value!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and float in kinds and int not in {
+                    type(v) for v in table[name].values()}:
+                value = float(value)
+            source = "override" if value != fresh[name] else f"profile {profile}"
+        else:
+            value, source = fresh[name], f"profile {profile}"
         namespace[name] = value
-        values[name] = value
-        sources[name] = f"profile {profile}" if value == fresh[name] else "override"
-    unknown = sorted(k for k in namespace if k.isupper() and k not in table and k != "PROFILE" and not k.startswith("_"))
+        values[name], sources[name] = value, source
+    unknown = sorted(k for k in namespace if k.isupper() and k not in table and k != "PROFILE"
+                     and not k.startswith("_"))
     if unknown:
         raise ProfileError(f"unknown parameter(s) {', '.join(unknown)} for chapter {chapter!r}: "
                            f"known are {', '.join(table)}")
+    _ISSUED[chapter] = (profile, {k: _copy(v) for k, v in values.items()})
     return Settings(chapter=chapter, profile=profile, params=values, sources=sources)

@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 
@@ -20,8 +21,6 @@ def headless() -> bool:
 
 def progress_bar(iterable, *, enabled: bool = True, **kwargs):
     """A ``tqdm.auto`` progress bar, silent when not ``enabled`` or when running headless."""
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, disable=(not enabled) or headless(), **kwargs)
 
 

@@ -26,11 +26,16 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from . import attacks
+from .metrics import proportion_ci
+from .objectives import class_logits
+from .objectives import raise_logit as raise_logit_objective
 from .runtime import device_of
-
 
 # ------------------------------------------------------------------------------- class-conditional Gaussians
 
@@ -94,13 +99,6 @@ class ClassGaussians:
 
 # ------------------------------------------------------------------------------------------ raising a logit
 
-def class_logits(model, x: torch.Tensor) -> torch.Tensor:
-    """The per-class logits of ``model``: the first output of a defence (``(logits, score)``), or the output
-    of a plain classifier or detector bank."""
-    out = model(x)
-    return out[0] if isinstance(out, tuple) else out
-
-
 def raise_logit(model, x: torch.Tensor, targets: torch.Tensor, *, norm: str, eps: float, steps: int,
                 step_size: float, rule: str = "steepest", snapshots=None,
                 batch_size: int = 500) -> attacks.AttackResult:
@@ -115,10 +113,7 @@ def raise_logit(model, x: torch.Tensor, targets: torch.Tensor, *, norm: str, eps
     if targets.shape != (len(x),):
         raise ValueError(f"need one target per image: {len(x)} images, targets of shape {tuple(targets.shape)}")
 
-    def objective(xa, t):
-        return -class_logits(model, xa).gather(1, t[:, None]).squeeze(1)
-
-    return attacks.attack(objective, x.to(dev), targets.to(dev), norm=norm, eps=eps, steps=steps,
+    return attacks.attack(raise_logit_objective(model), x.to(dev), targets.to(dev), norm=norm, eps=eps, steps=steps,
                           step_size=step_size, rule=rule, random_start=False, snapshots=snapshots,
                           batch_size=batch_size)
 
@@ -222,8 +217,6 @@ class Judges:
 
     def __init__(self, x_train: torch.Tensor, y_train: torch.Tensor, num_classes: int, *, k: int = 5,
                  cnn: torch.nn.Module | None = None):
-        from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
-
         flat = x_train.reshape(len(x_train), -1).numpy()
         labels = y_train.numpy()
         self.knn = KNeighborsClassifier(n_neighbors=k).fit(flat, labels)
@@ -251,8 +244,6 @@ class Judges:
     def score(self, x: torch.Tensor, classes: torch.Tensor) -> dict:
         """``kNN accuracy``, ``CNN accuracy`` (with ``classes`` as labels; each with a Wilson 95% interval) and
         the mean ``NN distance``, over ``n`` images (grids (R, C, ...) are flattened)."""
-        from .metrics import proportion_ci
-
         x = x.reshape(-1, *x.shape[-3:]).cpu().float()
         classes = np.asarray(torch.as_tensor(classes).reshape(-1))
         out = {"n": len(x)}
@@ -269,8 +260,6 @@ class Judges:
 
     def table(self, rows: Mapping):
         """:meth:`score` of each ``name -> (images, classes)`` as one table."""
-        import pandas as pd
-
         return pd.DataFrame({name: self.score(x, c) for name, (x, c) in rows.items()}).T.infer_objects()
 
 
@@ -278,53 +267,5 @@ def logit_separation(natural: torch.Tensor, perturbed: torch.Tensor) -> float:
     """ROC AUC of a class's logit telling its natural images (positives) from images of other classes pushed
     toward it (negatives): 1 when the attack never reaches the natural logits, 0.5 when it matches them, below
     0.5 when it overshoots them (GAT Figs 8 and 10 as one number)."""
-    from sklearn.metrics import roc_auc_score
-
     scores = np.r_[np.asarray(natural, float), np.asarray(perturbed, float)]
     return float(roc_auc_score(np.r_[np.ones(len(natural)), np.zeros(len(perturbed))], scores))
-
-
-# ---------------------------------------------------------------------------------------- the book's models
-
-def chapter_models(cache, profile: str, device) -> tuple[dict, object]:
-    """The models this chapter attacks, exactly as the earlier chapters train them at ``profile``: GAT's
-    generative classifier on the L-inf 0.3 detectors, Madry's robust classifier trained with the same eps, and
-    ARCLU's encoder (as a :class:`~advdetect.defences.DistanceDefence`). Returns ({name: defence}, GAT's
-    dataset)."""
-    from . import arclu, gat, profiles
-    from .defences import ClassifierDefence, DistanceDefence, GatGenerative
-
-    bank, ds = gat.chapter_detectors(cache, "Linf 0.3", profile, device)
-    _, (robust, _) = gat.chapter_classifiers(cache, ds, profiles.defaults("gat_detectors", profile), device)
-    encoder, means, _ = arclu.chapter_detector(cache, profile, device)
-    models = {"GAT generative": GatGenerative(bank), "Madry robust": ClassifierDefence("Madry", robust,
-                                                                                       kind="robust classifier"),
-              "ARCLU": DistanceDefence("ARCLU", encoder, means)}
-    return {name: m.to(device).eval() for name, m in models.items()}, ds
-
-
-def judge_cnn(cache, profile: str, device):
-    """The independent judge: the motivation chapter's naturally trained softmax network (a different
-    architecture from every attacked model, trained on the same data), from the cache or trained now."""
-    from . import arclu, data, profiles
-
-    m = profiles.defaults("motivation", profile)
-    net, _ = arclu.softmax_classifier(cache, data.load_for(m), width=m["WIDTH"], epochs=m["EPOCHS"], lr=m["LR"],
-                                      batch_size=m["BATCH"], seed=m["SEED"], device=device)
-    return net
-
-
-def cached(cache, what: str, model, settings: Mapping, compute) -> dict:
-    """``compute()`` once per (``what``, ``model``'s config, ``settings``), stored in the artefact cache; tensors
-    among the settings (the attacked images, the targets) enter the key by :func:`advdetect.cache.fingerprint`."""
-    from .cache import fingerprint
-
-    key = {k: fingerprint(v) if isinstance(v, torch.Tensor) else v for k, v in dict(settings).items()}
-    return cache.memo("synthesis", {"what": what, "model": getattr(model, "config", None), "settings": key},
-                      compute)
-
-
-def pushed(cache, model, x: torch.Tensor, targets: torch.Tensor, attack: Mapping) -> torch.Tensor:
-    """``x`` pushed toward ``targets`` by :func:`raise_logit` with the engine keywords ``attack`` (cached)."""
-    return cached(cache, "pushed", model, {**dict(attack), "x": x, "targets": targets},
-                  lambda: {"x_adv": raise_logit(model, x, targets, **attack).x_adv.cpu()})["x_adv"]

@@ -1,8 +1,11 @@
-"""Training loops: one resumable epoch loop with the artefact cache, and the trainings built on it.
+"""Training loops: one resumable epoch loop, and classification trained on it (natural, adversarial, TRADES,
+ARCLU's Eq. 10 encoder).
 
-:func:`fit` runs ``epoch_fn(epoch) -> dict of numbers`` for the epochs not yet done, saving model, optimiser,
-RNG state and the history to the cache entry's ``checkpoint`` after every epoch; a finished run is stored as
-``final`` and simply loaded on the next call. An interrupted run resumes from its last completed epoch.
+:func:`fit` runs ``epoch_fn(epoch) -> dict of numbers`` for the epochs not yet done. Given a checkpoint
+``store`` (any object with ``exists(name)``, ``load(name, map_location)``, ``save(name, obj)`` and
+``path(name)``: the book passes an entry of its artefact cache), it saves model, optimiser, RNG state and the
+history as ``checkpoint`` after every epoch and the finished run as ``final``, which the next call simply loads;
+an interrupted run resumes from its last completed epoch. Without a store it just trains.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
-from .cache import Entry
-from .losses import untargeted_cross_entropy
+from .defences import ClassifierDefence
+from .objectives import objective
 from .runtime import device_of, progress_bar
 
 
@@ -29,10 +32,10 @@ def _state_to_cpu(state):
     return state
 
 
-def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def fit(store, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         epoch_fn: Callable[[int], Mapping[str, float]], epochs: int, *, desc: str = "training",
         progress: bool = True, extra: dict[str, torch.Tensor] | None = None) -> list[dict[str, float]]:
-    """Train ``model`` for ``epochs`` epochs through the cache ``entry``; return the per-epoch history (each
+    """Train ``model`` for ``epochs`` epochs through the checkpoint ``store`` (None: none); return the per-epoch history (each
     epoch's numbers plus its wall-clock ``seconds``, kept when the result comes from the cache).
 
     ``extra`` holds tensors that ``epoch_fn`` updates in place (e.g. the best weights so far); they are saved with
@@ -44,14 +47,14 @@ def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         for k, v in blob.get("extra", {}).items():
             extra[k].copy_(v)
 
-    if entry.exists("final"):
-        blob = entry.load("final", map_location=device)
+    if store is not None and store.exists("final"):
+        blob = store.load("final", map_location=device)
         model.load_state_dict(blob["model"])
         restore(blob)
         return list(blob["history"])
     start, history = 0, []
-    if entry.exists("checkpoint"):
-        blob = entry.load("checkpoint", map_location=device)
+    if store is not None and store.exists("checkpoint"):
+        blob = store.load("checkpoint", map_location=device)
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         torch.set_rng_state(blob["rng"])
@@ -65,65 +68,18 @@ def fit(entry: Entry, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         stats["seconds"] = time.perf_counter() - started
         history.append({"epoch": epoch + 1, **stats})
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
-        entry.save("checkpoint", {"model": _state_to_cpu(model.state_dict()),
+        if store is None:
+            continue
+        store.save("checkpoint", {"model": _state_to_cpu(model.state_dict()),
                                   "optimizer": _state_to_cpu(optimizer.state_dict()),
                                   "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
                                   "extra": _state_to_cpu(extra)})
     model.eval()
-    entry.save("final", {"model": _state_to_cpu(model.state_dict()), "history": history,
-                         "extra": _state_to_cpu(extra)})
-    entry.path("checkpoint").unlink(missing_ok=True)
+    if store is not None:
+        store.save("final", {"model": _state_to_cpu(model.state_dict()), "history": history,
+                             "extra": _state_to_cpu(extra)})
+        store.path("checkpoint").unlink(missing_ok=True)
     return history
-
-
-# ------------------------------------------------------------------------------------- GAT on synthetic data (App F)
-
-def gat_binary_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, positives: torch.Tensor,
-                    negatives: torch.Tensor, *, attack_kwargs: Mapping | None) -> float:
-    """One optimiser step of GAT's objective (Eq. 5) for a single detector.
-
-    Negatives are PGD-perturbed to *raise* the detector's logit (``attack_kwargs`` of the engine), or used as
-    they are when ``attack_kwargs`` is None (ordinary discriminative training); sigmoid cross-entropy with
-    positives labelled 1 and negatives 0.
-    """
-    if attack_kwargs is not None:
-        model.eval()
-        negatives = attacks.attack(lambda x, _: -model(x).squeeze(1), negatives, None, **attack_kwargs).x_adv
-        model.train()
-    x = torch.cat([positives, negatives])
-    target = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))]).to(x.device)
-    loss = F.binary_cross_entropy_with_logits(model(x).squeeze(1), target)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def train_binary(entry: Entry, model: torch.nn.Module, positives: torch.Tensor, negatives: torch.Tensor, *,
-                 steps: int, lr: float, batch: int | None, attack_kwargs: Mapping | None, seed: int,
-                 warmup_steps: int = 0, steps_per_epoch: int = 50, desc: str = "training") -> list[dict[str, float]]:
-    """Train a one-logit detector with GAT (``attack_kwargs`` given) or discriminatively (None), through the
-    cache; ``batch`` positives and as many negatives are drawn per step (all of them if None). The first
-    ``warmup_steps`` steps are discriminative (clean negatives), as in the authors' synthetic notebooks."""
-    device = device_of(model)
-    positives, negatives = positives.to(device), negatives.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-
-    def draw(t: torch.Tensor) -> torch.Tensor:
-        if batch is None or batch >= len(t):
-            return t
-        return t[torch.randperm(len(t), generator=gen)[:batch].to(t.device)]
-
-    def epoch_fn(epoch: int):
-        losses = []
-        for i in range(steps_per_epoch):
-            warm = epoch * steps_per_epoch + i < warmup_steps
-            losses.append(gat_binary_step(model, optimizer, draw(positives), draw(negatives),
-                                          attack_kwargs=None if warm else attack_kwargs))
-        return {"loss": sum(losses) / len(losses)}
-
-    return fit(entry, model, optimizer, epoch_fn, max(1, steps // steps_per_epoch), desc=desc)
 
 
 # ------------------------------------------------------------------------------------------- plain classification
@@ -137,7 +93,7 @@ def make_optimizer(params, name: str, lr: float, *, momentum: float = 0.9, weigh
     raise ValueError(f"unknown optimizer {name!r}: choose 'adam' or 'sgd'")
 
 
-def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
                      lr: float = 5e-4, batch_size: int = 32, seed: int = 0, attack_kwargs: Mapping | None = None,
                      optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
                      augment: Callable | None = None, lr_drops=(), loss_fn: Callable | None = None,
@@ -155,6 +111,8 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
     device = device_of(model)
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
+    adversary = (objective(ClassifierDefence("adversarial training", model), "cross-entropy")
+                 if attack_kwargs is not None else None)
 
     def epoch_fn(epoch: int):
         for group in optimizer.param_groups:
@@ -168,7 +126,7 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
             xb = (augment(xb, gen) if augment is not None else xb).to(device)
             if attack_kwargs is not None:
                 model.eval()
-                xb = attacks.attack(untargeted_cross_entropy(model), xb, yb, **attack_kwargs).x_adv
+                xb = attacks.attack(adversary, xb, yb, **attack_kwargs).x_adv
                 model.train()
             if batch_loss is not None:
                 loss, logits = batch_loss(model, xb, yb)
@@ -184,7 +142,7 @@ def train_classifier(entry: Entry, model: torch.nn.Module, x: torch.Tensor, y: t
             loss_sum += float(loss.detach()) * len(idx)
         return {"loss": loss_sum / total, "train_acc": correct / total}
 
-    return fit(entry, model, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
+    return fit(store, model, optimizer, epoch_fn, epochs, desc=desc, progress=progress)
 
 
 @torch.no_grad()
@@ -199,66 +157,3 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return float((predict(model, x, batch_size).argmax(1) == y).float().mean())
 
 
-# ------------------------------------------------------------------------------------------ GAT on images (Eq. 5)
-
-def train_gat(entry: Entry, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: int, lr: float,
-              attack_kwargs: Mapping | None, seed: int = 0, eval_fn: Callable | None = None,
-              select_fn: Callable | None = None, optimizer: str = "adam", momentum: float = 0.9,
-              weight_decay: float = 0.0, augment: Callable | None = None, desc: str = "GAT detectors",
-              progress: bool = True) -> list[dict[str, float]]:
-    """Train the K detectors of ``bank`` together with GAT's objective (Eq. 5), through the cache.
-
-    Every step draws ``m`` positives and ``m`` negatives per detector (:func:`advdetect.gat.detector_batches`),
-    perturbs the negatives with ``attack_kwargs`` and takes one Adam step for all detectors; an epoch has as
-    many steps as it takes to draw about every training image once as a positive. ``eval_fn(bank)``, if
-    given, adds numbers (e.g. AUCs) to each epoch's history. ``select_fn(bank)``, if given, returns every
-    detector's validation score (shape ``(K,)``, higher is better) after each epoch; each detector ends with its
-    weights of its best epoch (GAT: the validation AUC under a 200-step attack), recorded in the history as
-    ``best epoch k``. ``optimizer`` is ``"adam"`` (MNIST) or ``"sgd"`` (CIFAR-10: momentum 0.9, weight decay
-    2e-4); ``augment(x, generator)`` transforms positives and negatives before the attack (CIFAR-10: random crop
-    and flip).
-    """
-    from .gat import detector_batches, gat_step
-
-    device = device_of(bank)
-    opt = make_optimizer(bank.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    steps = max(1, len(y) // (bank.k * m))
-    extra: dict[str, torch.Tensor] = {}
-    if select_fn is not None:
-        extra = {"best_score": torch.full((bank.k,), float("-inf"), device=device),
-                 "best_epoch": torch.zeros(bank.k, device=device)}
-        extra.update({f"best_{n}": p.detach().clone() for n, p in bank.stacked.items()})
-
-    def epoch_fn(epoch: int):
-        losses = []
-        for _ in range(steps):
-            pos, neg = detector_batches(y, m, bank.k, gen)
-            xp, xn = x[pos], x[neg]
-            if augment is not None:
-                xp = augment(xp.flatten(0, 1), gen).view_as(xp)
-                xn = augment(xn.flatten(0, 1), gen).view_as(xn)
-            losses.append(gat_step(bank, opt, xp.to(device), xn.to(device), attack_kwargs))
-        stats = {"loss": sum(losses) / len(losses)}
-        if eval_fn is not None:
-            stats.update(eval_fn(bank))
-        if select_fn is not None:
-            score = torch.as_tensor(select_fn(bank), dtype=torch.float32, device=device)
-            better = score > extra["best_score"]
-            extra["best_score"].copy_(torch.where(better, score, extra["best_score"]))
-            extra["best_epoch"].copy_(torch.where(better, torch.full_like(score, epoch + 1), extra["best_epoch"]))
-            with torch.no_grad():
-                for n, p in bank.stacked.items():
-                    keep = better.view(-1, *([1] * (p.ndim - 1)))
-                    extra[f"best_{n}"].copy_(torch.where(keep, p, extra[f"best_{n}"]))
-            stats.update({f"val score {k}": float(v) for k, v in enumerate(score)})
-        return stats
-
-    history = fit(entry, bank, opt, epoch_fn, epochs, desc=desc, progress=progress, extra=extra)
-    if select_fn is not None:
-        with torch.no_grad():
-            for n, p in bank.stacked.items():
-                p.copy_(extra[f"best_{n}"])
-        history = [dict(h) for h in history]
-        history[-1].update({f"best epoch {k}": int(e) for k, e in enumerate(extra["best_epoch"].tolist())})
-    return history

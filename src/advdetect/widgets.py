@@ -2,18 +2,34 @@
 
 ``threshold_view`` draws, for one rejection threshold T, where T sits on the detection (TPR/FPR) and the
 classification (accuracy/error) curves and which perturbed test images it rejects; ``threshold_explorer``
-wraps it in an ipywidgets slider. Notebooks show the explorer when run interactively and a few static views
-when run headless (:func:`advdetect.runtime.headless`): papermill does not save widget state, so a widget
-would render as nothing in the book.
+wraps it in an ipywidgets slider. Each ``*_explorer`` decides for itself what to show: the live widget in
+JupyterLab, and when running headless (:func:`advdetect.runtime.headless`: the book build, CI) its static twin
+- a few fixed views - without ever creating a widget. A live widget in a headless run would only leave its text
+repr in the book (papermill saves no widget state), and its Output-widget redraws are what hung the build.
 """
 
 from __future__ import annotations
 
+import math
+
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from IPython.display import display
 
-from . import metrics
+from . import metrics, synthesis
 from .metrics import _np
+from .plotting import image_table
+from .runtime import headless
+
+
+def _show(live, static) -> None:
+    """Display ``live()`` (a widget) when interactive; when headless draw ``static()`` and create no widget."""
+    if headless():
+        static()
+    else:
+        display(live())
 
 
 def threshold_view(threshold: float, *, clean_scores, clean_pred, clean_y, adv_scores, adv_pred, adv_y, adv_images,
@@ -53,10 +69,18 @@ def threshold_view(threshold: float, *, clean_scores, clean_pred, clean_y, adv_s
     return fig
 
 
-def threshold_explorer(**kwargs):
-    """An ipywidgets slider over the threshold that redraws :func:`threshold_view`."""
-    import ipywidgets as widgets
+def threshold_explorer(*, static_thresholds: dict | None = None, **kwargs) -> None:
+    """An ipywidgets slider over the threshold that redraws :func:`threshold_view`; headless, the views at
+    ``static_thresholds`` (label -> threshold) instead."""
+    def static():
+        for label, t in (static_thresholds or {}).items():
+            threshold_view(t, **kwargs, title=label)
+            plt.show()
 
+    _show(lambda: _threshold_widget(**kwargs), static)
+
+
+def _threshold_widget(**kwargs):
     scores = np.concatenate([_np(kwargs["clean_scores"]), _np(kwargs["adv_scores"])])
     lo, hi = float(np.quantile(scores, 0.01)), float(np.quantile(scores, 0.99))
     slider = widgets.FloatSlider(value=float(np.median(_np(kwargs["clean_scores"]))), min=lo, max=hi,
@@ -88,11 +112,18 @@ def asr_view(fpr: float, curves: dict, erocs: dict, title: str = ""):
     return fig
 
 
-def asr_explorer(curves: dict, erocs: dict):
-    """An ipywidgets log-slider over the false-positive rate that redraws :func:`asr_view`."""
-    import ipywidgets as widgets
+def asr_explorer(curves: dict, erocs: dict, *, fpr: float = 0.01, title: str = "") -> None:
+    """An ipywidgets log-slider over the false-positive rate that redraws :func:`asr_view`; headless, the view
+    at ``fpr`` instead."""
+    def static():
+        asr_view(fpr, curves, erocs, title=title)
+        plt.show()
 
-    slider = widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=np.log10(0.5), step=0.05,
+    _show(lambda: _asr_widget(curves, erocs, fpr), static)
+
+
+def _asr_widget(curves: dict, erocs: dict, fpr: float):
+    slider = widgets.FloatLogSlider(value=fpr, base=10, min=-3, max=np.log10(0.5), step=0.05,
                                     description="FPR", readout_format=".3f", continuous_update=False)
 
     def show(fpr):
@@ -105,8 +136,6 @@ def asr_explorer(curves: dict, erocs: dict):
 def attack_path_view(paths: dict, steps, *, title: str = "", caption: str = "logit {:.1f}"):
     """The path of one attack per row: ``paths`` maps a row label to (images (S, C, H, W), logits (S,)) at the
     ``steps``; each image is captioned with its logit (GAT Fig 18's layout)."""
-    from .plotting import image_table
-
     rows = list(paths)
     images = np.stack([_np(paths[r][0]) for r in rows])
     captions = [[caption.format(float(v)) for v in _np(paths[r][1])] for r in rows]
@@ -115,19 +144,33 @@ def attack_path_view(paths: dict, steps, *, title: str = "", caption: str = "log
     return fig
 
 
-def synthesis_explorer(models: dict, x, y, gaussians, *, max_steps: int = 200,
-                       num_classes: int = 10):
+def synthesis_explorer(models: dict, x, y, gaussians, *, max_steps: int = 200, num_classes: int = 10,
+                       static: dict | None = None) -> None:
     """Pick a starting point (a test image of ``x``/``y``, a sample of the class-conditional ``gaussians`` or a
     clipped N(0, 1) noise image, chosen by index or seed), a target class and a budget, press *Run*, and watch
     every model of ``models`` (name -> defence) raise the target's logit: five snapshots of each attack with the
-    logit under each image (:func:`attack_path_view`). ``x`` (N, C, H, W) and labels ``y`` are tensors."""
-    import math
+    logit under each image (:func:`attack_path_view`). ``x`` (N, C, H, W) and labels ``y`` are tensors.
+    Headless, one fixed path instead: test image 0 toward ``static["target"]`` in L2 within ``static["eps"]``,
+    ``static["steps"]`` steps of ``static["step_size"]``."""
+    def draw(x0, target, norm, eps, steps, step_size, title):
+        marks = synthesis.even_marks(steps)
+        paths = {}
+        for name, model in models.items():
+            p = synthesis.attack_path(model, x0, torch.tensor([target]), norm=norm, eps=eps, steps=steps,
+                                      step_size=step_size, marks=marks)
+            paths[name] = (p["images"][0], p["logits"][0])
+        attack_path_view(paths, marks, title=title)
+        plt.show()
 
-    import ipywidgets as widgets
-    import torch
+    def static_view():
+        s = static or {"target": 1, "eps": 30.0, "steps": 60, "step_size": 0.5}
+        draw(torch.as_tensor(x[:1]).float(), s["target"], "l2", s["eps"], s["steps"], s["step_size"],
+             f"test image 0 (class {int(y[0])}) toward class {s['target']}")
 
-    from . import synthesis
+    _show(lambda: _synthesis_widget(draw, x, y, gaussians, max_steps, num_classes), static_view)
 
+
+def _synthesis_widget(draw, x, y, gaussians, max_steps: int, num_classes: int):
     start = widgets.Dropdown(options=["test image", "Gaussian sample", "noise"], value="test image",
                              description="start")
     index = widgets.IntSlider(value=0, min=0, max=len(x) - 1, description="index / seed")
@@ -146,15 +189,8 @@ def synthesis_explorer(models: dict, x, y, gaussians, *, max_steps: int = 200,
             x0 = gaussians.sample([target], torch.Generator().manual_seed(index))
         else:
             x0 = synthesis.noise_image(tuple(x.shape[1:]), seed=index)
-        marks = synthesis.even_marks(steps)
-        paths = {}
-        for name, model in models.items():
-            p = synthesis.attack_path(model, x0, torch.tensor([target]), norm=norm,
-                                      eps=math.inf if eps >= 99 else eps, steps=steps, step_size=step_size,
-                                      marks=marks)
-            paths[name] = (p["images"][0], p["logits"][0])
-        attack_path_view(paths, marks, title=f"raising class {target}'s logit from {origin} ({norm}, eps {eps:.3g})")
-        plt.show()
+        draw(x0, target, norm, math.inf if eps >= 99 else eps, steps, step_size,
+             f"raising class {target}'s logit from {origin} ({norm}, eps {eps:.3g})")
 
     return widgets.interactive(show, {"manual": True, "manual_name": "Run"}, start=start, index=index, target=target,
                                norm=norm, eps=eps, steps=steps, step_size=step_size)

@@ -1,0 +1,198 @@
+"""Black-box attacks and AutoAttack as adapters of a defence, judged by the one
+:class:`~advdetect.objectives.Criterion` (misclassified and not rejected at the arena's first threshold).
+
+* :func:`nes` - score-based: the engine of :mod:`advdetect.attacks` driven by NES gradient estimates of the
+  adaptive loss from queries only (Ilyas et al. 2018);
+* :func:`hsj` - decision-based: foolbox's HopSkipJump (Chen et al. 2020) with the criterion as foolbox
+  criterion, started at accepted benign images of other classes (:func:`starting_points`);
+* :func:`autoattack` - pyautoattack (Croce & Hein's code) on the defence seen as one classifier whose true-class
+  logit absorbs the reject option (:class:`CompositeClassifier`).
+
+Each takes an :class:`~advdetect.evaluation.Arena` and returns adversarial examples (the input where an attack
+failed or left its budget); the book's suite caches them. foolbox, eagerpy and pyautoattack are imported when
+an attack runs, not with the package.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from . import attacks
+from .evaluation import Arena
+from .objectives import Criterion, loss_value
+from .runtime import device_of
+
+
+class _NesGradient(torch.autograd.Function):
+    """Forward: the loss from queries; backward: the NES estimate of its gradient (antithetic Gaussian
+    samples, Ilyas et al. 2018) instead of back-propagation."""
+
+    @staticmethod
+    def forward(ctx, x, loss_fn, sigma, samples, generator):
+        ctx.save_for_backward(x)
+        ctx.loss_fn, ctx.sigma, ctx.samples, ctx.generator = loss_fn, sigma, samples, generator
+        with torch.no_grad():
+            return loss_fn(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        est = torch.zeros_like(x)
+        with torch.no_grad():
+            for _ in range(ctx.samples):
+                u = torch.randn(x.shape, generator=ctx.generator).to(x.device)
+                diff = ctx.loss_fn(x + ctx.sigma * u) - ctx.loss_fn(x - ctx.sigma * u)
+                est += diff.view(-1, *([1] * (x.ndim - 1))) * u
+        est /= 2 * ctx.sigma * ctx.samples
+        return grad_out.view(-1, *([1] * (x.ndim - 1))) * est, None, None, None, None
+
+
+def nes_objective(defence, criterion: Criterion, *, sigma: float, samples: int, seed: int = 0,
+                  loss: str = "composite"):
+    """The adaptive ``loss`` of ``defence`` as an engine objective whose gradient is estimated by NES from
+    ``2 * samples`` queries of the loss (the defence's outputs: logits and score) per step - a score-based
+    black-box attack that runs on the same engine as the white-box ones."""
+    criterion = criterion.to(device_of(defence))
+    gen = torch.Generator().manual_seed(seed)
+
+    def fn(x, y):
+        def loss_fn(xx):
+            return loss_value(loss, defence.outputs(xx.clamp(0, 1)), y, criterion)
+
+        with torch.no_grad():
+            o = defence.outputs(x)
+        return _NesGradient.apply(x, loss_fn, sigma, samples, gen), criterion.success(o.logits, o.score, y)
+
+    return fn
+
+
+def nes(arena: Arena, *, norm: str, eps: float, steps: int, step_size: float, sigma: float, samples: int,
+        batch_size: int = 500) -> torch.Tensor:
+    """NES (score-based): :func:`nes_objective` under the engine's steepest steps."""
+    dev = arena.device
+    obj = nes_objective(arena.defence, arena.criterion(), sigma=sigma, samples=samples, seed=arena.seed)
+    res = attacks.attack(obj, arena.x.to(dev), arena.y.to(dev), norm=norm, eps=eps, steps=steps,
+                         step_size=step_size, rule="steepest", early_stop=True, batch_size=batch_size)
+    return res.x_adv.cpu()
+
+
+class DecisionModel(torch.nn.Module):
+    """The defence as foolbox sees it: the K logits and, as an extra column, the score (the criterion decides)."""
+
+    def __init__(self, defence):
+        super().__init__()
+        self.defence = defence
+
+    def forward(self, x):
+        z, s = self.defence(x)
+        return torch.cat([z, s[:, None]], 1)
+
+
+def starting_points(arena: Arena) -> torch.Tensor:
+    """For each attacked sample, the nearest (L2) held-out benign image that the defence accepts and classifies
+    as another class: an adversarial starting point for a decision-based attack."""
+    pred, score = arena.heldout
+    # strictly accepted: batching may move a score slightly
+    ok = arena.criterion().accepted(pred, score + 1e-3 * float(score.std()))
+    pool, pool_pred = arena.x_heldout[ok], pred[ok]
+    d = torch.cdist(arena.x.flatten(1), pool.flatten(1))
+    d[pool_pred[None, :] == arena.y[:, None]] = math.inf
+    return pool[d.argmin(1)]
+
+
+def hsj(arena: Arena, *, norm: str, eps: float, steps: int, initial_evals: int = 100,
+        max_evals: int = 10_000) -> torch.Tensor:
+    """HopSkipJump (foolbox 3; Chen et al. 2020), decision-based, with the arena's criterion ("misclassified and
+    not rejected") as foolbox criterion, started from :func:`starting_points`. Returns the examples it reached
+    when within ``eps``, else the input (a failure)."""
+    import eagerpy as ep
+    import foolbox as fb
+
+    dev = arena.device
+    k = arena.defence.num_classes
+    criterion = arena.criterion().to(dev)
+    model = DecisionModel(arena.defence).to(dev).eval()
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=dev)
+    labels = arena.y.to(dev)
+
+    class Adversarial(fb.criteria.Criterion):
+        def __init__(self, y):
+            super().__init__()
+            self.y = y
+
+        def __repr__(self):
+            return "misclassified and not rejected"
+
+        def __call__(self, perturbed, outputs):
+            out, restore = ep.astensor_(outputs)
+            raw = out.raw
+            return restore(ep.astensor(criterion.success(raw[:, :k], raw[:, k], self.y)))
+
+    torch.manual_seed(arena.seed)
+    attack = fb.attacks.HopSkipJumpAttack(steps=steps, initial_gradient_eval_steps=initial_evals,
+                                          max_gradient_eval_steps=max_evals, constraint=norm)
+    x0 = arena.x.to(dev)
+    start = starting_points(arena).to(dev)
+    with torch.no_grad():
+        valid = Adversarial(labels)(start, model(start))  # a start that is not adversarial cannot be used
+    x_adv = x0.clone()
+    if bool(valid.any()):
+        x_adv[valid] = attack.run(fmodel, x0[valid], Adversarial(labels[valid]), starting_points=start[valid])
+    dist = attacks.norms(x_adv - x0, norm)
+    keep = valid & (dist <= eps + 1e-6)
+    return torch.where(keep[:, None, None, None], x_adv, x0).cpu()
+
+
+# ------------------------------------------------------------------------------------ AutoAttack, independent
+
+class CompositeClassifier(torch.nn.Module):
+    """A defence with its reject option folded into the true class ``label`` (all inputs of one call share it):
+    the K logits, except that logit ``label`` becomes max(z_label, max_{j != label} z_j + kappa * (s - tau_pred)).
+    A rejected input (s > tau_pred) is therefore classified as ``label`` (a failure for any attack), an
+    accepted one keeps the defence's prediction - so "misclassified" for this classifier is exactly
+    "misclassified and not rejected" for the defence - and the function stays continuous, so gradient attacks
+    see both the classifier and the detector."""
+
+    def __init__(self, defence, criterion: Criterion, label: int, kappa: float = 1.0):
+        super().__init__()
+        self.defence, self.criterion, self.label, self.kappa = defence, criterion, int(label), float(kappa)
+
+    def forward(self, x):
+        z, s = self.defence(x)
+        over = self.kappa * (s - self.criterion.threshold(z.argmax(1)))
+        others = torch.cat([z[:, :self.label], z[:, self.label + 1:]], 1).amax(1)
+        zc = torch.maximum(z[:, self.label], others + over)
+        return torch.cat([z[:, :self.label], zc[:, None], z[:, self.label + 1:]], 1)
+
+
+def autoattack(arena: Arena, *, norm: str, eps: float, version: str = "standard", attacks_to_run=None,
+               n_iter: int = 100, n_target_classes: int = 9, batch_size: int = 500) -> torch.Tensor:
+    """AutoAttack (pyautoattack, Croce & Hein's code) on the defence as :class:`CompositeClassifier`, one call
+    per true class. ``version="standard"`` is AutoAttack's own evaluation; ``"custom"`` runs ``attacks_to_run``
+    with ``n_iter`` iterations and ``n_target_classes`` targets (a reduced budget for CPU runs)."""
+    from pyautoattack import AutoAttack
+
+    logging.getLogger("auto-attack").setLevel(logging.WARNING)
+    dev = arena.device
+    criterion = arena.criterion().to(dev)
+    kappa = 1.0 / float(arena.heldout[1].std().clamp_min(1e-6))
+    x_adv = arena.x.clone()
+    for c in range(arena.defence.num_classes):
+        idx = (arena.y == c).nonzero().squeeze(1)
+        if len(idx) == 0:
+            continue
+        model = CompositeClassifier(arena.defence, criterion, c, kappa).to(dev).eval()
+        kw = {"attacks": list(attacks_to_run)} if version == "custom" else {}
+        aa = AutoAttack(model, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], eps=eps, version=version,
+                        seed=arena.seed, device=dev, **kw)
+        aa.verbose = False
+        if version == "custom":
+            aa.apgd.n_iter = aa.apgd_targeted.n_iter = n_iter
+            aa.apgd.n_restarts = 1
+            aa.apgd_targeted.n_target_classes = n_target_classes
+        adv, _ = aa.run_standard_evaluation(arena.x[idx].to(dev), arena.y[idx].to(dev), batch_size=batch_size)
+        x_adv[idx] = adv.detach().cpu()
+    return x_adv

@@ -1,0 +1,130 @@
+"""Evaluating a defence with a reject option, ARCLU's way (Section 5), for every defence alike.
+
+An :class:`Arena` holds one defence and what every attack on it shares: the attacked points, the held-out
+benign inputs and the per-class thresholds tau_p they set at p% false positives, the decisions on clean inputs
+and the random targets of targeted attacks. :meth:`Arena.evaluate` scores adversarial examples: ASR-p (among
+the *eligible* inputs - correctly classified and accepted before the attack - the share misclassified and
+accepted after it), EROC and the per-sample success, all through :class:`~advdetect.objectives.Criterion`.
+:func:`best_of` keeps, per sample, the best of several candidate adversarial examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import stratified_split
+from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr
+from .objectives import Criterion
+from .runtime import device_of
+
+
+def random_targets(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """One target class t != y per sample, uniformly at random (fixed by ``seed``)."""
+    gen = torch.Generator().manual_seed(seed)
+    return ((y.cpu() + 1 + torch.randint(0, k - 1, y.shape, generator=gen)) % k).to(y.device)
+
+
+@dataclass
+class Arena:
+    """One defence and what every attack on it shares: the attacked points ``(x, y)``, the held-out benign
+    inputs that set the thresholds, their decisions, the thresholds at each FPR ``ps`` (in %) and the random
+    targets of targeted attacks (seeded)."""
+
+    defence: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    x_heldout: torch.Tensor
+    ps: tuple = (1, 2, 5, 10)
+    seed: int = 0
+    heldout: tuple = field(init=False)
+    clean: tuple = field(init=False)
+    tau: dict = field(init=False)
+    targets: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        k = self.defence.num_classes
+        self.ps = tuple(self.ps)
+        self.heldout = self.defence.decide(self.x_heldout)
+        self.clean = self.defence.decide(self.x)
+        self.tau = {p: torch.as_tensor(thresholds_at_fpr(self.heldout[1], self.heldout[0], p / 100, k),
+                                       dtype=torch.float32) for p in self.ps}
+        self.targets = random_targets(self.y, k, self.seed)
+
+    @property
+    def device(self):
+        return device_of(self.defence)
+
+    def criterion(self, p: float | None = None, targeted: bool = False) -> Criterion:
+        """Success at the thresholds of p% false positives (default: the first FPR)."""
+        return Criterion(self.tau[self.ps[0] if p is None else p], targeted)
+
+    def eligible(self, p: float | None = None) -> torch.Tensor:
+        """Correctly classified and accepted before the attack (at the thresholds of p%)."""
+        return self.criterion(p).eligible(self.clean[0], self.clean[1], self.y)
+
+    def accuracy(self) -> float:
+        return float((self.clean[0] == self.y).float().mean())
+
+    def evaluate(self, x_adv: torch.Tensor) -> dict:
+        """ASR-p for every p (with the counts behind it), EROC over the misclassified adversarial examples
+        against the held-out benign inputs, and the per-sample success at the first p."""
+        pred, score = self.defence.decide(x_adv)
+        out: dict[str, Any] = {"counts": {}}
+        for p in self.ps:
+            out[f"ASR-{p:g}"], succ, n = attack_success_ratio(self.y, self.clean[0], self.clean[1], pred, score,
+                                                              self.tau[p])
+            out["counts"][p] = (succ, n)
+        fooled = pred != self.y
+        out["EROC"] = (eroc(self.heldout[1], self.heldout[0], score[fooled], pred[fooled]) if fooled.any()
+                       else float("nan"))
+        out["success"] = self.eligible() & self.criterion().success_of(pred, score, self.y)
+        out["pred"], out["score"] = pred, score
+        return out
+
+    def asr_curve(self, result: dict, fprs=None):
+        """ASR against the false-positive rate of the per-class thresholds for one evaluated attack (the
+        threshold explorer's curve). Returns (fprs, ASRs)."""
+        if fprs is None:
+            fprs = np.unique(np.r_[np.geomspace(0.001, 0.5, 50), np.asarray(self.ps, float) / 100])
+        k = self.defence.num_classes
+        return fprs, np.array([asr_p(100 * f, self.heldout[1], self.heldout[0], self.y, self.clean[0],
+                                     self.clean[1], result["pred"], result["score"], k) for f in fprs])
+
+
+def best_of(arena: Arena, candidates: list[torch.Tensor]) -> torch.Tensor:
+    """Per sample, the candidate adversarial example that succeeds (misclassified, not rejected at the first
+    threshold) with the largest room under the threshold; among failures, a misclassified one closest to it."""
+    criterion = arena.criterion()
+    best, best_key = None, None
+    for xa in candidates:
+        pred, score = arena.defence.decide(xa)
+        room = criterion.threshold(pred) - score  # >= 0: not rejected
+        key = torch.where(pred != arena.y, torch.where(room >= 0, 1e6 + room, room), torch.full_like(room, -1e9))
+        if best is None:
+            best, best_key = xa.clone(), key
+        else:
+            better = key > best_key
+            best[better] = xa[better]
+            best_key = torch.where(better, key, best_key)
+    return best
+
+
+def attacked_points(ds, n: int, seed: int = 0):
+    """The evaluation points: a stratified subset of ``n`` test images fixed by ``seed``, and the held-out benign
+    images that set the thresholds: the validation images plus every test image not attacked. Returns
+    (x, y, x_heldout)."""
+    n = min(n, len(ds.y_test))
+    if n >= len(ds.y_test):
+        rest, chosen = np.array([], dtype=int), np.arange(len(ds.y_test))
+    elif n >= ds.num_classes:
+        rest, chosen = stratified_split(ds.y_test.numpy(), n, seed=seed)
+    else:  # fewer points than classes: a seeded random choice
+        order = np.random.default_rng(seed).permutation(len(ds.y_test))
+        chosen, rest = order[:n], order[n:]
+    chosen = torch.as_tensor(chosen, dtype=torch.long)  # shuffled: any prefix is a fair sample
+    x_heldout = torch.cat([ds.x_val, ds.x_test[torch.as_tensor(rest, dtype=torch.long)]])
+    return ds.x_test[chosen], ds.y_test[chosen], x_heldout

@@ -1,0 +1,531 @@
+"""Tables of the book (book layer): ours beside the paper's for the same cell, from the runs of the chapters.
+
+* GAT (chapters 02-03): the robustness Tables 1, 8-12 and 18 on MNIST and Tables 3, 17 on CIFAR-10; detection,
+  classification with a reject option and the mean L2 distortion (Table 2).
+* ARCLU (chapter 04): Table 2 for the distance detectors, through :class:`~advdetect.evaluation.Arena`.
+* The suite (chapter 05): ARCLU's table layout for every defence, worst cases, sanity checks, comparisons.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import gat
+from .artefacts import attack_examples, memo, robustness
+from .data import subset
+from .defences import Defence
+from .evaluation import Arena, best_of
+from .metrics import classification_curve, detection_curve, proportion_ci, threshold_at_tpr
+from .objectives import Criterion
+from .paper import (
+    ARCLU_TABLE2_ACCURACY,
+    GAT_ROBUST_CLASSIFIER,
+    GAT_TABLE1_8,
+    GAT_TABLE2,
+    GAT_TABLE3_CIFAR,
+    GAT_TABLE9,
+    GAT_TABLE10,
+    GAT_TABLE11_12,
+    GAT_TABLE17_CIFAR,
+    PAPER_NAMES,
+)
+from .suite import SuiteResult, attack_name, threat
+from .training import accuracy
+
+# ------------------------------------------------------------------------------------- GAT robustness (ch. 02)
+
+
+def _table_attack(name: str, steps: int, step: float, rule: str) -> dict:
+    cfg = gat.TABLE6[name]
+    return dict(norm=cfg["norm"], eps=cfg["eps"], steps=steps, step_size=step, rule=rule, batch_size=2000)
+
+
+def _small_step(name: str) -> float:
+    return 0.01 if name.startswith("Linf") else 0.1
+
+
+def gat_robustness_tables(cache, banks: Mapping, ds, *, n_negatives: int, eval_steps: int, strong_steps: int,
+                          restarts: int, seed: int = 0) -> dict:
+    """GAT Tables 1 and 8 (detectors 0, 1 under Adam and normalised-steepest-descent PGD, ``eval_steps`` and
+    ``strong_steps`` steps), 9 (cross-norm attacks), 10 (fixed start against ``restarts`` random restarts) and
+    11-12 (all ten detectors) for the detector systems ``banks`` (Table 6's names), each beside the paper's
+    values. Returns ``{"1_8", "9", "10", "11_12"}`` DataFrames."""
+    clean = {name: gat.generative_scores(bank, ds.x_test) for name, bank in banks.items()}
+
+    def auc(name, attack, ks=(0, 1), restarts=1):
+        return robustness(cache, banks[name], ds.x_test, ds.y_test, attack, ks=ks, n_negatives=n_negatives,
+                          seed=seed, restarts=restarts, clean_logits=clean[name])
+
+    rows = []
+    for name in banks:
+        small = _small_step(name)
+        for steps, step in ((eval_steps, small), (strong_steps, small / 2)):
+            for rule in ("adam", "steepest"):
+                got = auc(name, _table_attack(name, steps, step, rule))
+                key = (200 if steps == eval_steps else 2000, small if steps == eval_steps else small / 2, rule)
+                ref = GAT_TABLE1_8[name].get(key, (np.nan, np.nan))
+                rows.append({"detectors": name, "attack": f"{rule}, {steps} x {step:g}", "k=0": got[0],
+                             "k=1": got[1], "paper k=0": ref[0], "paper k=1": ref[1]})
+    out = {"1_8": pd.DataFrame(rows).set_index(["detectors", "attack"])}
+    attacks_9 = {name: _table_attack(name, eval_steps, _small_step(name), "adam") for name in gat.TABLE6}
+    rows = []
+    for attack, kw in attacks_9.items():
+        for name in banks:
+            got = auc(name, kw)
+            ref = GAT_TABLE9[attack][name]
+            rows.append({"attack": attack, "detectors": name, "k=0": got[0], "k=1": got[1], "paper k=0": ref[0],
+                         "paper k=1": ref[1]})
+    out["9"] = pd.DataFrame(rows).set_index(["attack", "detectors"])
+    rows = []
+    for name in ("Linf 0.5", "L2 5.0"):
+        kw = attacks_9[name]
+        ref = GAT_TABLE10[name]
+        rows.append({"detectors": name, "fixed start": auc(name, kw, ks=(0,))[0],
+                     f"{restarts} random restarts": auc(name, {**kw, "random_start": True}, ks=(0,),
+                                                        restarts=restarts)[0],
+                     "paper fixed start": ref["fixed start"], "paper 50 restarts": ref["random restarts"]})
+    out["10"] = pd.DataFrame(rows).set_index("detectors")
+    rows = {}
+    for name in ("Linf 0.3", "Linf 0.5"):
+        got = auc(name, attacks_9[name], ks=range(10))
+        rows[f"{name} (ours)"] = [got[k] for k in range(10)]
+        rows[f"{name} (paper)"] = list(GAT_TABLE11_12[name])
+    out["11_12"] = pd.DataFrame(rows, index=[f"k={k}" for k in range(10)]).T
+    return out
+
+
+def gat_table18(cache, banks: Mapping, own: Mapping, ds, *, n_negatives: int, eval_steps: int,
+                seed: int = 0) -> pd.DataFrame:
+    """GAT Table 18 on MNIST: the mean and worst AUC of the ten detectors of each bank (``banks``: label ->
+    bank; ``own``: label -> the (steps, step size) of its L-inf 0.3 training attack) against its own training
+    attack (Adam, from the natural image) and against ``eval_steps`` steps of 0.01."""
+    rows = {}
+    for label, bank in banks.items():
+        col = f"trained {own[label][0]} x {own[label][1]:g}"
+        clean = gat.generative_scores(bank, ds.x_test)
+        rows[col] = {}
+        for which, (steps, step) in (("own attack", own[label]), (f"{eval_steps} x 0.01", (eval_steps, 0.01))):
+            attack = dict(norm="linf", eps=0.3, steps=steps, step_size=step, rule="adam", batch_size=2000)
+            got = robustness(cache, bank, ds.x_test, ds.y_test, attack, ks=range(10), n_negatives=n_negatives,
+                             seed=seed, clean_logits=clean)
+            rows[col][f"{which}, mean"] = float(np.mean(list(got.values())))
+            rows[col][f"{which}, worst detector"] = float(min(got.values()))
+    return pd.DataFrame(rows)
+
+
+def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, seed: int = 0) -> pd.DataFrame:
+    """Clean accuracy and accuracy under PGD-100 (L-inf 0.3, step 0.01, random start) of each classifier
+    (name -> :class:`~advdetect.defences.ClassifierDefence`) on a seeded subset of ``n_attacked`` test images,
+    with the paper's Madry classifier."""
+    x, y = subset(ds.x_test, ds.y_test, n_attacked, seed=seed)
+    rows = [{"classifier": name, "clean accuracy": accuracy(d.classifier, ds.x_test, ds.y_test),
+             "accuracy under PGD-100, L-inf 0.3": robust_accuracy(cache, d, x, y, eps=0.3, steps=100,
+                                                                   step_size=0.01)}
+            for name, d in classifiers.items()]
+    table = pd.DataFrame(rows).set_index("classifier")
+    table["paper: Madry, clean / attacked (GAT Fig 2b)"] = [
+        "-" if d.kind == "classifier" else
+        f"{GAT_ROBUST_CLASSIFIER['accuracy']:.3f} / {1 - GAT_ROBUST_CLASSIFIER['error eps 0.3']:.2f}"
+        for d in classifiers.values()]
+    return table
+
+
+def robust_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
+                    step_size: float, batch_size: int = 500) -> float:
+    """Accuracy of a classifier (a :class:`~advdetect.defences.ClassifierDefence`) under an untargeted L-inf PGD
+    attack (CW margin, sign steps, random start; the evaluation of Madry et al.'s classifier), cached."""
+    attack = dict(norm="linf", eps=eps, steps=steps, step_size=step_size, rule="sign", random_start=True,
+                  batch_size=batch_size)
+    device = next(defence.parameters()).device
+    x_adv = attack_examples(cache, defence, "margin", x.to(device), y.to(device), attack)
+    return float((defence.decide(x_adv)[0] == y.cpu()).float().mean())
+
+
+def cifar_robustness_tables(cache, bank, ds, *, n_negatives: int, seed: int = 0,
+                            attacks_255=gat.CIFAR_TABLE3_ATTACKS, table17_attack_255=(40, 0.5)):
+    """GAT Tables 3 and 17 for CIFAR-10 detectors, each beside the paper's values: the AUC of detectors 0 and 1
+    under L-inf 8/255 attacks of ``attacks_255`` (steps, step size in 0-255 units; normalised steepest descent
+    from the natural image), and of all ten under ``table17_attack_255`` (paper: 40 x 0.5). Returns two
+    DataFrames."""
+    clean = gat.generative_scores(bank, ds.x_test)
+
+    def run(steps, step, ks):
+        attack = {"norm": "linf", "eps": 8 / 255, "steps": steps, "step_size": step / 255, "rule": "sign",
+                  "batch_size": 500}
+        return robustness(cache, bank, ds.x_test, ds.y_test, attack, ks=ks, n_negatives=n_negatives, seed=seed,
+                          clean_logits=clean)
+
+    rows = []
+    for steps, step in attacks_255:
+        got = run(steps, step, (0, 1))
+        ref = GAT_TABLE3_CIFAR.get((steps, step), (np.nan, np.nan))
+        rows.append({"attack (steps, step/255)": f"{steps}, {step:g}", "k=0": got[0], "k=1": got[1],
+                     "paper k=0": ref[0], "paper k=1": ref[1]})
+    table3 = pd.DataFrame(rows).set_index("attack (steps, step/255)")
+    got = run(*table17_attack_255, range(bank.k))
+    table17 = pd.DataFrame({"ours": [got[k] for k in range(bank.k)], "paper": list(GAT_TABLE17_CIFAR[:bank.k])},
+                           index=[f"k={k}" for k in range(bank.k)]).T
+    return table3, table17
+
+
+# -------------------------------------------------------------------- GAT detection and classification (ch. 03)
+
+#: chapter 03's attacks: label -> (defence, loss of :mod:`advdetect.objectives`)
+GAT_ATTACKS = {
+    "integrated, classifier attack (Eq. 8)": ("integrated", "margin"),
+    "integrated, detectors attack (Eq. 9)": ("integrated", "gat detectors"),
+    "integrated, combined attack (Eq. 12)": ("integrated", "gat combined"),
+    "integrated, surrogate-logit attack (Eqs. 10-11)": ("integrated", "gat surrogate"),
+    "generative, detectors attack (Eq. 9)": ("generative", "gat detectors"),
+    "generative, cross-entropy": ("generative", "cross-entropy"),
+    "generative, CW loss": ("generative", "margin"),
+}
+
+
+def _accept_scores(defence: Defence, x: torch.Tensor):
+    """Predictions and GAT's acceptance scores (the detector logit; accept when >= T): minus the defence's
+    rejection score."""
+    pred, score = defence.decide(x)
+    return pred, -score
+
+
+def gat_detection(cache, systems: Mapping[str, Defence], x: torch.Tensor, y: torch.Tensor, attack: Mapping) -> dict:
+    """GAT Figs 2a and 7a: every attack of :data:`GAT_ATTACKS` on the integrated or the generative classifier
+    (``systems``: ``{"integrated": .., "generative": ..}``), cached; per attack the misclassification rate, the
+    FPR at 95% TPR and the detection curve. Returns ``{"table", "curves", "adv"}``."""
+    adv, curves, rows = {}, {}, []
+    for name, (system, loss) in GAT_ATTACKS.items():
+        d = systems[system]
+        adv[name] = attack_examples(cache, d, loss, x, y, attack)
+        pred, score = _accept_scores(d, adv[name])
+        clean_pred, clean_score = _accept_scores(d, x)
+        curves[name] = detection_curve(clean_score, score, pred, y.cpu())
+        t95 = threshold_at_tpr(clean_score, 0.95)
+        fooled = pred != y.cpu()
+        rows.append({"attack": name, "misclassified": float(fooled.float().mean()),
+                     "FPR at 95% TPR": float(((score >= t95) & fooled).float().mean())})
+    table = pd.DataFrame(rows).set_index("attack")
+    table["paper"] = "figure only"
+    return {"table": table, "curves": curves, "adv": adv}
+
+
+def gat_classification(cache, systems: Mapping[str, Defence], robust: Defence, x: torch.Tensor, y: torch.Tensor,
+                       attacks: Mapping[float, Mapping], max_drop: float = 0.05) -> dict:
+    """GAT Figs 2b and 7b: the integrated classifier under the combined attack (Eq. 12) and the generative one
+    under the detectors attack (Eq. 9) at each eps (``attacks``: eps -> engine keywords), accuracy against error
+    as the threshold moves, and the error where the clean accuracy has dropped by at most ``max_drop``; beside
+    them Madry's robust classifier under PGD (CW margin) of the same keywords. Returns ``{"table", "curves",
+    "robust error", "robust accuracy"}``."""
+    chosen = {"integrated (Eq. 12)": ("integrated", "gat combined"),
+              "generative (Eq. 9)": ("generative", "gat detectors")}
+    curves, rows = {}, []
+    for eps, attack in attacks.items():
+        for label, (system, loss) in chosen.items():
+            d = systems[system]
+            pred, score = _accept_scores(d, attack_examples(cache, d, loss, x, y, attack))
+            clean_pred, clean_score = _accept_scores(d, x)
+            c = classification_curve(clean_score, clean_pred, y.cpu(), score, pred, y.cpu())
+            curves[(label, eps)] = c
+            err, acc = gat.error_at_accuracy_drop(c, max_drop)
+            rows.append({"system": label, "eps": eps, "accuracy (no rejection)": float(c.y[0]),
+                         "error (no rejection)": float(c.x[0]), "accuracy at <=5-point drop": acc,
+                         "error there": err, "paper": "figure only"})
+    robust_acc = float((robust.decide(x)[0] == y.cpu()).float().mean())
+    robust_err = {}
+    for eps, attack in attacks.items():
+        kw = {**attack, "rule": "sign", "random_start": True}
+        x_adv = attack_examples(cache, robust, "margin", x, y, kw)
+        robust_err[eps] = 1 - float((robust.decide(x_adv)[0] == y.cpu()).float().mean())
+        rows.append({"system": "Madry robust classifier", "eps": eps, "accuracy (no rejection)": robust_acc,
+                     "error (no rejection)": robust_err[eps], "accuracy at <=5-point drop": robust_acc,
+                     "error there": robust_err[eps],
+                     "paper": f"acc {GAT_ROBUST_CLASSIFIER['accuracy']}, error "
+                              f"{GAT_ROBUST_CLASSIFIER.get('error eps %g' % eps, np.nan)}"})
+    return {"table": pd.DataFrame(rows).set_index(["system", "eps"]), "curves": curves, "robust error": robust_err,
+            "robust accuracy": robust_acc}
+
+
+def gat_mean_l2(cache, banks: Mapping, ds, x: torch.Tensor, y: torch.Tensor, *, rounds: int, steps: int, lr: float,
+                seed: int = 0) -> pd.DataFrame:
+    """GAT Table 2 (Appendix B): per detector system, the mean smallest L2 perturbation that the generative
+    classifier accepts as a wrong class at its 95%-TPR threshold (:func:`advdetect.gat.min_l2_distortion`,
+    cached), beside the paper's."""
+    rows = []
+    for name, b in banks.items():
+        t95 = threshold_at_tpr(gat.generative_scores(b, ds.x_test).max(1).values, 0.95)
+        result = memo(cache, "gat_min_l2", {"bank": b, "x": x, "y": y, "rounds": rounds, "steps": steps, "lr": lr,
+                                            "threshold": round(t95, 6), "seed": seed},
+                      lambda b=b, t95=t95: {"l2": gat.min_l2_distortion(b, x, y, t95, rounds=rounds, steps=steps,
+                                                                        lr=lr, seed=seed, batch_size=500)[0]})
+        l2 = result["l2"]
+        ok = torch.isfinite(l2)
+        rows.append({"detection method": f"GAT, {name} detectors (ours)", "threshold (95% TPR)": t95,
+                     "success rate (FPR)": float(ok.float().mean()), "mean L2 distortion": float(l2[ok].mean()),
+                     "paper": GAT_TABLE2[f"GAT, {name} detectors"]})
+    rows.append({"detection method": "Carlini & Wagner 2017a's best detector", "threshold (95% TPR)": np.nan,
+                 "success rate (FPR)": np.nan, "mean L2 distortion": np.nan,
+                 "paper": GAT_TABLE2["Carlini & Wagner 2017a (best earlier detector)"]})
+    return pd.DataFrame(rows).set_index("detection method")
+
+
+# ------------------------------------------------------------------------------------------ ARCLU (ch. 04)
+
+def arclu_evaluation(cache, defence: Defence, x_heldout: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                     attack: Mapping, *, targeted: bool, seed: int = 0, ps=(1, 2, 5, 10)) -> dict:
+    """ARCLU's white-box evaluation of a distance detector: the adaptive PGD of Eq. 17 (the ``nearest wrong``
+    loss; ``targeted``: toward a random wrong class per input) with sign steps from the natural image (engine
+    keywords ``attack``, cached), then the :class:`~advdetect.evaluation.Arena`'s ASR-p at p% false positives of
+    ``x_heldout``, EROC and the clean accuracy, plus the ASR-against-FPR curve for the threshold explorer."""
+    arena = Arena(defence, x, y, x_heldout, ps, seed)
+    dev = arena.device
+    labels = (y.to(dev), arena.targets.to(dev)) if targeted else y.to(dev)
+    x_adv = attack_examples(cache, defence, "nearest wrong", x.to(dev), labels, {"rule": "sign", **dict(attack)},
+                            criterion=Criterion(targeted=targeted), targeted=targeted)
+    out = arena.evaluate(x_adv)
+    out["accuracy"] = arena.accuracy()
+    out["asr curve"] = arena.asr_curve(out, np.unique(np.r_[np.geomspace(0.001, 0.5, 60), np.asarray(ps, float) / 100]))
+    out["x_adv"] = x_adv
+    return out
+
+
+def arclu_table2(cache, defences: Mapping[str, Defence], x_heldout: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 attack: Mapping, *, paper_rows: Mapping, paper_accuracy: Mapping = ARCLU_TABLE2_ACCURACY,
+                 seed: int = 0):
+    """ARCLU Table 2's rows for the distance detectors ``{name: defence}`` (``"ARCLU"``, the paper's "Ours", and
+    ``"L-Ben"``) under the targeted and the untargeted adaptive PGD of ``attack`` (engine keywords with ``eps``):
+    accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC, beside the paper's values from
+    ``paper_rows``. Returns (DataFrame, ``{(name, row label): arclu_evaluation() result}``)."""
+    results, rows = {}, []
+    for name, d in defences.items():
+        paper_name = PAPER_NAMES.get(name, name)
+        for targeted in (True, False):
+            r = arclu_evaluation(cache, d, x_heldout, x, y, attack, targeted=targeted, seed=seed)
+            label = f"PGD Linf {attack['eps']:g}, {'T' if targeted else 'U'}"
+            results[(name, label)] = r
+            ref = paper_rows.get(label, {}).get(paper_name, {})
+            lo, hi = proportion_ci(*r["counts"][1])
+            rows.append({"model": name, "attack": label, "accuracy": r["accuracy"], "ASR-1": r["ASR-1"],
+                         "ASR-1 95% CI": f"{lo:.3f}-{hi:.3f}", "ASR-2": r["ASR-2"], "ASR-5": r["ASR-5"],
+                         "ASR-10": r["ASR-10"], "EROC": r["EROC"],
+                         "paper accuracy": paper_accuracy.get(paper_name, np.nan),
+                         "paper ASR-1": ref.get("ASR-1", np.nan), "paper EROC": ref.get("EROC", np.nan)})
+    return pd.DataFrame(rows).set_index(["model", "attack"]), results
+
+
+# ------------------------------------------------------------------------------------- the suite (chapter 05)
+
+def _paper_value(paper: Mapping | None, attack: str, defence: str, metric: str) -> float:
+    if paper is None or defence not in PAPER_NAMES:
+        return float("nan")
+    return paper.get(attack, {}).get(PAPER_NAMES[defence], {}).get(metric, float("nan"))
+
+
+def results_table(suite: SuiteResult, attacks: list[str], metrics=("ASR-1", "EROC"), paper: Mapping | None = None,
+                  paper_rows: Mapping | None = None, accuracy: Mapping | None = None):
+    """ARCLU's table layout: rows (attack, metric), columns (defence, ``ours`` | ``paper``), the paper's
+    value of the same cell beside ours (``paper[attack][baseline][metric]``; ``paper_rows`` maps our attack
+    name to the paper's row where they differ, e.g. HopSkipJump -> Boundary). With ``accuracy`` (the paper's
+    clean accuracies) a first row gives the clean accuracy."""
+    rows, index = [], []
+    if accuracy is not None:
+        index.append(("clean", "accuracy"))
+        rows.append([v for d in suite.defences for v in
+                     (suite.arenas[d].accuracy(), accuracy.get(PAPER_NAMES.get(d, ""), float("nan")))])
+    for a in attacks:
+        for m in metrics:
+            index.append((a, m))
+            row = []
+            for d in suite.defences:
+                row += [suite.get(d, a, m), _paper_value(paper, (paper_rows or {}).get(a, a), d, m)]
+            rows.append(row)
+    cols = pd.MultiIndex.from_tuples([(d, src) for d in suite.defences for src in ("ours", "paper")])
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["attack", "metric"]), columns=cols)
+
+
+def with_worst_case(table, paper_worst: Mapping | None = None):
+    """Append ARCLU's "Worst case" rows to a :func:`results_table`: the largest ASR-1 and the smallest EROC over
+    its attack rows (ours), and the paper's worst-case values (``paper_worst[baseline][metric]``)."""
+    body = table.drop(index="clean", level=0, errors="ignore")
+    rows = {}
+    for metric, pick in (("ASR-1", "max"), ("EROC", "min")):
+        part = body.xs(metric, level="metric")
+        row = getattr(part, pick)()
+        for d in table.columns.get_level_values(0).unique():
+            row[(d, "paper")] = (paper_worst or {}).get(PAPER_NAMES.get(d, ""), {}).get(metric, float("nan"))
+        rows[("Worst case", metric)] = row
+    return pd.concat([table, pd.DataFrame(rows).T.rename_axis(["attack", "metric"])])
+
+
+def strongest(suite: SuiteResult, defence: str, norm: str, eps: float, tables=(2, 4, "mt")) -> torch.Tensor:
+    """Per sample, the best adversarial example of all white-box attacks within (``norm``, ``eps``)."""
+    runs = [suite.results[(defence, s["name"])]["x_adv"] for s in suite.specs
+            if s["table"] in tables and threat(s) == (norm, float(eps))]
+    return best_of(suite.arenas[defence], runs)
+
+
+def union_success(suite: SuiteResult, defence: str, norm: str, eps: float, n: int | None = None,
+                  tables=(2, 4, "mt")) -> torch.Tensor:
+    """Per-sample success of any white-box attack of ``tables`` within (``norm``, ``eps``) (first ``n``)."""
+    masks = [suite.results[(defence, s["name"])]["success"] for s in suite.specs
+             if s["table"] in tables and threat(s) == (norm, float(eps))]
+    if not masks:
+        return torch.zeros(0, dtype=torch.bool)
+    m = torch.stack(masks).any(0)
+    return m if n is None else m[:n]
+
+
+def _eligible(suite: SuiteResult, defence: str) -> torch.Tensor:
+    return suite.arenas[defence].eligible()
+
+
+def worst_case(suite: SuiteResult, exclude_tables=("sanity",)):
+    """The head-to-head summary: per defence, its clean accuracy, its worst-case ASR-1 over all attacks (the
+    attack that reached it, with a Wilson 95% interval) and the per-sample union of all white-box attacks at
+    L-inf 0.3 (an attacker who tries every attack of the suite)."""
+    rows = []
+    for d in suite.defences:
+        name = worst_attack(suite, d, exclude_tables)
+        r = suite.results[(d, name)]
+        lo, hi = proportion_ci(*r["counts"][1])
+        elig = _eligible(suite, d)
+        u = union_success(suite, d, "linf", 0.3)
+        rows.append({"defence": d, "accuracy": suite.arenas[d].accuracy(), "worst-case ASR-1": r["ASR-1"],
+                     "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": name,
+                     "EROC there": r["EROC"],
+                     "all L-inf 0.3 attacks together": float(u[elig].float().mean()) if len(u) else float("nan")})
+    return pd.DataFrame(rows).set_index("defence").sort_values("worst-case ASR-1")
+
+
+def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounded_min: float = 0.9,
+                  aa_margin: float = 0.02):
+    """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value,
+    passed): unbounded budgets (every ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall
+    as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); ASR-1 does
+    not fall as steps grow (``sweeps``: defence -> (steps, ASR-1) of independent runs); black-box ASR-1 does not
+    exceed white-box ASR-1 on the same points; AutoAttack finds at most ``aa_margin`` more successes than the
+    whole white-box suite at its budget."""
+    rows = []
+
+    def add(d, check, value, passed):
+        rows.append({"defence": d, "check": check, "value": value, "passed": bool(passed)})
+
+    for d in suite.defences:
+        elig = _eligible(suite, d)
+        n = max(int(elig.sum()), 1)
+
+        def asr(mask, m=None):
+            e = elig if m is None else elig[:m]
+            return float(mask[e].float().mean()) if int(e.sum()) else float("nan")
+
+        for s in suite.specs:
+            if s["table"] == "sanity":
+                v = suite.get(d, s["name"])
+                add(d, f"{s['name']} reaches ASR-1 >= {unbounded_min:g}", f"{v:.2f}", v >= unbounded_min)
+        sanity = {threat(s): suite.results[(d, s["name"])]["success"] for s in suite.specs if s["table"] == "sanity"}
+        for norm, chain in (("linf", (0.3, 0.4)), ("l2", (2.0,))):
+            masks = [(e, union_success(suite, d, norm, e)) for e in chain]
+            masks += [(e, m) for (nn_, e), m in sanity.items() if nn_ == norm]
+            masks = [(e, m) for e, m in masks if len(m)]
+            values = [asr(m) for _, m in masks]
+            if len(values) > 1:
+                ok = all(b >= a - 1.0 / n for a, b in zip(values, values[1:]))
+                add(d, f"ASR-1 grows with {norm} eps " + " -> ".join(f"{e:g}" for e, _ in masks),
+                    " -> ".join(f"{v:.2f}" for v in values), ok)
+        if sweeps and d in sweeps:
+            steps, values = sweeps[d]
+            ok = all(b >= a - 1.0 / n for a, b in zip(values, values[1:]))
+            add(d, "ASR-1 grows with steps " + " -> ".join(str(int(t)) for t in steps),
+                " -> ".join(f"{v:.2f}" for v in values), ok)
+        for s in suite.specs:
+            if s["table"] != 3:
+                continue
+            r = suite.results[(d, s["name"])]
+            m = r["n"]
+            wb = union_success(suite, d, *threat(s), n=m)
+            if not len(wb):
+                continue
+            bb = asr(r["success"], m) if r["success"].shape[0] == m else float("nan")
+            w = asr(wb, m)
+            add(d, f"{s['name']} <= white-box", f"{bb:.2f} vs {w:.2f}", bb <= w + 1.0 / n)
+        for s in suite.specs:
+            if s["table"] == "aa":
+                c = _aa_comparison(suite, d, s)
+                va, vo = c["AutoAttack ASR-1"], c["our suite ASR-1"]
+                add(d, f"{s['name']} <= suite + {aa_margin:g}",
+                    f"{va:.2f} vs {vo:.2f} ({c['found only by AutoAttack']} found only by AA)", va <= vo + aa_margin)
+    return pd.DataFrame(rows)
+
+
+def _aa_comparison(suite: SuiteResult, defence: str, spec: Mapping) -> dict:
+    elig = _eligible(suite, defence)
+    aa = suite.results[(defence, spec["name"])]["success"]
+    ours = union_success(suite, defence, *threat(spec))
+    if not len(ours):
+        ours = torch.zeros_like(aa)
+    rate = (lambda m: float(m[elig].float().mean())) if int(elig.sum()) else (lambda m: float("nan"))
+    return {"AutoAttack ASR-1": rate(aa), "our suite ASR-1": rate(ours),
+            "found only by AutoAttack": int((aa & ~ours & elig).sum()),
+            "found only by our suite": int((ours & ~aa & elig).sum())}
+
+
+def autoattack_comparison(suite: SuiteResult):
+    """AutoAttack against our whole white-box suite at the same budget, per defence: both ASR-1 (on the same
+    eligible images) and how many images only one of them broke."""
+    rows = [{"defence": d, "attack": s["name"], **_aa_comparison(suite, d, s)}
+            for d in suite.defences for s in suite.specs if s["table"] == "aa"]
+    return pd.DataFrame(rows).set_index(["defence", "attack"])
+
+
+def multi_targeted_comparison(suite: SuiteResult):
+    """The multi-targeted attack beside the targeted and untargeted PGD attacks of the same budget, per
+    defence (ASR-1 at the first FPR; the multi-targeted attack's Wilson 95% interval)."""
+    rows = []
+    for d in suite.defences:
+        for s in (s for s in suite.specs if s["table"] == "mt"):
+            budget = attack_name(*threat(s))
+            r = suite.results[(d, s["name"])]
+            lo, hi = proportion_ci(*r["counts"][suite.arenas[d].ps[0]])
+            rows.append({"defence": d, "budget": budget, "PGD targeted": suite.get(d, f"PGD {budget}, T"),
+                         "PGD untargeted": suite.get(d, f"PGD {budget}, U"), "multi-targeted": r["ASR-1"],
+                         "95% CI": f"{lo:.2f}-{hi:.2f}"})
+    return pd.DataFrame(rows).set_index(["defence", "budget"])
+
+
+def classification_curves(suite: SuiteResult, norm: str, eps: float) -> dict:
+    """GAT's view of every defence: accuracy on clean images against the error on attacked ones (misclassified
+    and accepted) as the rejection threshold moves, under the strongest white-box attack per image within
+    (``norm``, ``eps``). Returns defence -> :class:`advdetect.metrics.Curve`."""
+    curves = {}
+    for d in suite.defences:
+        arena = suite.arenas[d]
+        adv_pred, adv_score = arena.defence.decide(strongest(suite, d, norm, eps))
+        # classification_curve accepts inputs whose score is >= the threshold: pass minus the rejection score
+        curves[d] = classification_curve(-arena.clean[1], arena.clean[0], arena.y, -adv_score, adv_pred, arena.y)
+    return curves
+
+
+def worst_attack(suite: SuiteResult, defence: str, exclude_tables=("sanity",), full_only: bool = False) -> str:
+    """The name of the attack with the largest ASR-1 on ``defence`` (ties: the shorter name), optionally
+    among the attacks run on every attacked image (NES and HopSkipJump run on fewer)."""
+    n = len(suite.arenas[defence].x) if full_only else None
+    names = [s["name"] for s in suite.specs if s["table"] not in exclude_tables
+             and (n is None or suite.results[(defence, s["name"])]["n"] == n)]
+    return max(names, key=lambda a: (suite.get(defence, a), -len(a)))
+
+
+def asr_curves(suite: SuiteResult) -> tuple[dict, dict]:
+    """For the threshold explorer: per defence, the ASR-vs-FPR curve and the EROC of its worst attack among
+    those run on every attacked image. Returns ({label: (fprs, ASRs)}, {label: EROC})."""
+    curves, erocs = {}, {}
+    for d in suite.defences:
+        name = worst_attack(suite, d, full_only=True)
+        r = suite.results[(d, name)]
+        curves[f"{d} ({name})"] = suite.arenas[d].asr_curve(r)
+        erocs[f"{d} ({name})"] = r["EROC"]
+    return curves, erocs
+
+
