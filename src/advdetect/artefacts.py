@@ -248,12 +248,14 @@ def feature_detectors(cache, classifier: nn.Module, ds, *, n_fit: int, n_referen
     x_ref, y_ref = ds.x_train[ref_idx], ds.y_train[ref_idx]
     out = {}
     for name, method in (("LID", "lid"), ("MAHA", "maha")):
-        det = FeatureDetector(name, classifier, method, k=k).to(device)
-        stats = baselines.fit_feature_detector(det, x_ref, y_ref, x_fit, x_adv, x_noisy if method == "lid" else None,
-                                               seed=seed)
-        config = {"model": name, "classifier": identity(classifier), "n_fit": n_fit, "n_reference": n_reference,
+        config = {"classifier": identity(classifier), "method": method, "n_fit": n_fit, "n_reference": n_reference,
                   "k": k, "attack": kw, "seed": seed}
-        out[name] = Trained(freeze(det), config, [stats])
+        # fitting takes seconds: the entry is not used, the fit runs every time (on the cached examples)
+        out[name] = trained(cache, f"{method}_detector", config,
+                            lambda name=name, method=method: FeatureDetector(name, classifier, method, k=k),
+                            lambda store, det, method=method: [baselines.fit_feature_detector(
+                                det, x_ref, y_ref, x_fit, x_adv, x_noisy if method == "lid" else None, seed=seed)],
+                            device)
     return out
 
 
@@ -302,18 +304,20 @@ def memo(cache, kind: str, key: Mapping[str, Any], compute: Callable[[], Mapping
 
 
 def attack_examples(cache, defence, loss: str, x: torch.Tensor, labels, engine: Mapping, *, criterion=None,
-                    targeted: bool = False, **key) -> torch.Tensor:
+                    targeted: bool = False, seed: int = 0, **key) -> torch.Tensor:
     """Adversarial examples of the ``loss`` of :mod:`advdetect.objectives` on ``defence`` (engine keywords
-    ``engine``; ``labels`` the true labels, or ``(y, t)`` when ``targeted``), computed once and cached under the
-    defence's weights, the loss, the criterion, the engine's keywords, the images and the labels (and any
-    further ``key``). Returned on the CPU."""
+    ``engine``; ``labels`` the true labels, or ``(y, t)`` when ``targeted``; random starts drawn from a generator
+    seeded with ``seed``), computed once and cached under the defence's weights, the loss, the criterion, the
+    engine's keywords, the seed, the images and the labels (and any further ``key``). Returned on the CPU."""
     def run():
         fn = objective(defence, loss, criterion, targeted)
-        return {"x_adv": attacks.attack(fn, x, labels, **engine).x_adv.cpu()}
+        return {"x_adv": attacks.attack(fn, x, labels, generator=torch.Generator().manual_seed(seed),
+                                        **engine).x_adv.cpu()}
 
     crit = None if criterion is None else {"tau": criterion.tau, "targeted": criterion.targeted}
     return memo(cache, "attack", {"defence": defence, "loss": loss, "criterion": crit, "targeted": targeted,
-                                  "engine": dict(engine), "x": x, "labels": labels, **key}, run)["x_adv"]
+                                  "engine": dict(engine), "seed": seed, "x": x, "labels": labels, **key},
+                run)["x_adv"]
 
 
 def robustness(cache, bank: DetectorBank, x: torch.Tensor, y: torch.Tensor, attack: Mapping | None, *, ks=None,
