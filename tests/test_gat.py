@@ -89,6 +89,11 @@ def test_combined_attack_switches_from_the_classifier_to_the_detectors():
     y = torch.tensor([0, 0])
     loss, fooled = objective(integrated, "gat combined")(x, y)
     assert loss.tolist() == [2.0, -2.0] and fooled.tolist() == [False, True]
+    # targeted at t = 2: f's targeted margin (max_{i != 2} f - f_2) until f predicts 2, then -h_2
+    t = torch.tensor([2, 2])
+    loss, _ = objective(integrated, "gat combined", targeted=True)(torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 3.0]]),
+                                                                    (y, t))
+    assert loss.tolist() == [3.0, -6.0]   # sample 2: h = (2, 0, 6)
 
 
 def test_detectors_and_surrogate_attacks_hand_computed():

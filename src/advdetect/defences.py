@@ -125,9 +125,10 @@ class ClassifierDefence(Defence):
 
 class GatIntegrated(Defence):
     """GAT's integrated classifier (Section 4.2): f's prediction, rejected when that class's detector logit is
-    low. Its paper objective is the combined attack (Eq. 12), which is this suite's composite loss."""
+    low. Its paper objective is the combined attack (Eq. 12): f's margin until f is fooled, then the largest
+    wrong-class detector logit raised."""
 
-    paper_objective = "composite"
+    paper_objective = "gat combined"
 
     def __init__(self, classifier: nn.Module, bank: nn.Module, name: str = "GAT integrated"):
         super().__init__(name, classifier.num_outputs)

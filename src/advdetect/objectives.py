@@ -23,8 +23,8 @@ name                 untargeted (label y)                            targeted (t
                      s - tau_pred (GAT Eq. 12 for any defence)       then s - tau_t (multi-targeted attack)
 ``sum``              margin + s (ARCLU Eq. 7 for FS, LID, MAHA)      targeted margin + s
 ``gat detectors``    -max_{i!=y} h_i (GAT Eq. 9)                     -h_t
-``gat combined``     f's margin while f predicts y, then             -
-                     -max_{i!=y} h_i (GAT Eq. 12)
+``gat combined``     f's margin while f predicts y, then             f's targeted margin until f predicts t, then
+                     -max_{i!=y} h_i (GAT Eq. 12)                    -h_t
 ``gat surrogate``    max_i g_i - max_{i!=y} z_i with g = [z,         -
                      (1 - max_{j!=y} h_j) max_j z_j] (GAT Eqs.
                      10-11, Carlini & Wagner's combined loss)
@@ -118,48 +118,53 @@ def pick(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, t[:, None]).squeeze(1)
 
 
-def _composite(m: torch.Tensor, score: torch.Tensor, tau_of: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-    return torch.where(done, score - tau_of, m)
-
-
-def _gat_surrogate(z: torch.Tensor, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    extra = (1 - other_max(h, y)) * z.amax(1)
-    g = torch.cat([z, extra[:, None]], dim=1)
-    return g.amax(1) - other_max(z, y)
-
-
-def _need_detectors(o):
+def _detectors(o) -> torch.Tensor:
     if o.detectors is None:
         raise ValueError("this loss needs the detectors' logits: use it on a GAT defence")
     return o.detectors
 
 
-def _untargeted_only(name):
-    def fail(o, t, c):
-        raise ValueError(f"the loss {name!r} has no targeted form")
-    return fail
+def _composite(o, y, c):
+    m = margin(o.logits, y)
+    return torch.where(m < 0, o.score - c.threshold(o.logits.argmax(1)), m)
+
+
+def _composite_targeted(o, t, c):
+    m = -margin(o.logits, t)
+    return torch.where(m <= 0, o.score - c.threshold(t), m)
+
+
+def _gat_combined(o, y, c):
+    m = margin(o.logits, y)
+    return torch.where(m >= 0, m, nearest_wrong(_detectors(o), y))
+
+
+def _gat_combined_targeted(o, t, c):
+    m = -margin(o.logits, t)
+    return torch.where(m > 0, m, -pick(_detectors(o), t))
+
+
+def _gat_surrogate(o, y, c):
+    z, h = o.logits, _detectors(o)
+    g = torch.cat([z, ((1 - other_max(h, y)) * z.amax(1))[:, None]], dim=1)
+    return g.amax(1) - other_max(z, y)
+
+
+def _no_targeted_form(o, t, c):
+    raise ValueError("GAT's surrogate loss (Eqs. 10-11) has no targeted form")
 
 
 #: name -> (untargeted loss(outputs, y, criterion), targeted loss(outputs, t, criterion))
 LOSSES: dict[str, tuple[Callable, Callable]] = {
-    "margin": (lambda o, y, c: margin(o.logits, y),
-               lambda o, t, c: -margin(o.logits, t)),
+    "margin": (lambda o, y, c: margin(o.logits, y), lambda o, t, c: -margin(o.logits, t)),
     "cross-entropy": (lambda o, y, c: -F.cross_entropy(o.logits, y, reduction="none"),
                       lambda o, t, c: F.cross_entropy(o.logits, t, reduction="none")),
-    "nearest wrong": (lambda o, y, c: nearest_wrong(o.logits, y),
-                      lambda o, t, c: -pick(o.logits, t)),
-    "composite": (lambda o, y, c: (lambda m: _composite(m, o.score, c.threshold(o.logits.argmax(1)), m < 0))(
-                      margin(o.logits, y)),
-                  lambda o, t, c: (lambda m: _composite(m, o.score, c.threshold(t), m <= 0))(-margin(o.logits, t))),
-    "sum": (lambda o, y, c: margin(o.logits, y) + o.score,
-            lambda o, t, c: -margin(o.logits, t) + o.score),
-    "gat detectors": (lambda o, y, c: nearest_wrong(_need_detectors(o), y),
-                      lambda o, t, c: -pick(_need_detectors(o), t)),
-    "gat combined": (lambda o, y, c: (lambda m: torch.where(m >= 0, m, nearest_wrong(_need_detectors(o), y)))(
-                         margin(o.logits, y)),
-                     _untargeted_only("gat combined")),
-    "gat surrogate": (lambda o, y, c: _gat_surrogate(o.logits, _need_detectors(o), y),
-                      _untargeted_only("gat surrogate")),
+    "nearest wrong": (lambda o, y, c: nearest_wrong(o.logits, y), lambda o, t, c: -pick(o.logits, t)),
+    "composite": (_composite, _composite_targeted),
+    "sum": (lambda o, y, c: margin(o.logits, y) + o.score, lambda o, t, c: -margin(o.logits, t) + o.score),
+    "gat detectors": (lambda o, y, c: nearest_wrong(_detectors(o), y), lambda o, t, c: -pick(_detectors(o), t)),
+    "gat combined": (_gat_combined, _gat_combined_targeted),
+    "gat surrogate": (_gat_surrogate, _no_targeted_form),
 }
 
 
