@@ -21,10 +21,15 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def mnist5k():
+def mnist_small():
+    """A stratified cut of the MNIST shipped with the package: 3,500 train / 500 validation / 1,000 test."""
     from advdetect import data
 
-    return data.load("mnist5k")
+    ds = data.load("mnist")
+    ds.x_train, ds.y_train = data.subset(ds.x_train, ds.y_train, 3500, seed=0)
+    ds.x_val, ds.y_val = data.subset(ds.x_val, ds.y_val, 500, seed=0)
+    ds.x_test, ds.y_test = data.subset(ds.x_test, ds.y_test, 1000, seed=0)
+    return ds
 
 
 def write_tiny_cifar(root, per_batch: int = 20, test: int = 10, seed: int = 1):

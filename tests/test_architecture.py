@@ -18,7 +18,7 @@ LAYER = {**{m: 0 for m in CORE}, **{m: 1 for m in METHODS}, **{m: 2 for m in BOO
 
 #: imports inside functions, allowed only where a heavy optional dependency must stay lazy
 LAZY = {("blackbox", "foolbox"), ("blackbox", "eagerpy"), ("blackbox", "pyautoattack"), ("embedding", "umap"),
-        ("book", "papermill"), ("data", "mlxtend.data")}
+        ("book", "papermill")}
 
 
 def _modules():

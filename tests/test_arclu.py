@@ -74,12 +74,12 @@ def test_center_loss_is_the_mean_euclidean_distance():
     assert float(arclu.center_loss(z, torch.tensor([0, 1]), means)) == pytest.approx(2.5)
 
 
-def test_adaptive_attacks_reach_a_wrong_cluster_of_an_undefended_encoder(mnist5k):
+def test_adaptive_attacks_reach_a_wrong_cluster_of_an_undefended_encoder(mnist_small):
     torch.manual_seed(0)
     encoder = ArcluEncoder(10, width=0.25)
     means = arclu.class_means(10, magnitude=10.0)
     opt = torch.optim.Adam(encoder.parameters(), lr=2e-3)
-    x, y = mnist5k.x_train[:1000], mnist5k.y_train[:1000]
+    x, y = mnist_small.x_train[:1000], mnist_small.y_train[:1000]
     for _ in range(3):
         for i in range(0, 1000, 50):
             loss = arclu.center_loss(encoder(x[i:i + 50]), y[i:i + 50], means)
@@ -89,7 +89,7 @@ def test_adaptive_attacks_reach_a_wrong_cluster_of_an_undefended_encoder(mnist5k
     encoder.eval()
     for p in encoder.parameters():
         p.requires_grad_(False)
-    xt, yt = mnist5k.x_test[:40], mnist5k.y_test[:40]
+    xt, yt = mnist_small.x_test[:40], mnist_small.y_test[:40]
     defence = DistanceDefence("ARCLU", encoder, means)
     assert (defence.decide(xt)[0] == yt).float().mean() > 0.7
     kw = dict(norm="linf", eps=0.3, steps=20, step_size=0.03)
@@ -104,10 +104,10 @@ def test_adaptive_attacks_reach_a_wrong_cluster_of_an_undefended_encoder(mnist5k
     assert (defence.decide(res_t.x_adv)[0] == t).float().mean() > 0.8
 
 
-def test_one_epoch_of_algorithm1_trains_and_resumes_from_the_cache(mnist5k, tmp_path):
+def test_one_epoch_of_algorithm1_trains_and_resumes_from_the_cache(mnist_small, tmp_path):
     torch.manual_seed(0)
     means = arclu.class_means(10, magnitude=10.0)
-    x, y = mnist5k.x_train[:200], mnist5k.y_train[:200]
+    x, y = mnist_small.x_train[:200], mnist_small.y_train[:200]
     kw = dict(norm="linf", eps=0.3, steps=3, step_size=0.1)
     entry = ArtefactCache(tmp_path).entry("arclu", {"t": 1})
     enc = ArcluEncoder(10, width=0.25)
@@ -177,10 +177,10 @@ def test_the_cifar10_path_trains_and_evaluates_on_cifar_format_data(tmp_path):
     assert table["accuracy"].between(0, 1).all() and len(results) == 4
 
 
-def test_the_eq10_encoder_training_lowers_its_loss(mnist5k, tmp_path):
+def test_the_eq10_encoder_training_lowers_its_loss(mnist_small, tmp_path):
     torch.manual_seed(0)
     means = arclu.class_means(10, magnitude=1.0)
     enc = ArcluEncoder(10, width=0.25)
-    hist = arclu.train_center(ArtefactCache(tmp_path).entry("c", {"t": 1}), enc, mnist5k.x_train[:500],
-                              mnist5k.y_train[:500], means, epochs=3, batch_size=50, progress=False)
+    hist = arclu.train_center(ArtefactCache(tmp_path).entry("c", {"t": 1}), enc, mnist_small.x_train[:500],
+                              mnist_small.y_train[:500], means, epochs=3, batch_size=50, progress=False)
     assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["train_acc"] > hist[0]["train_acc"]

@@ -120,13 +120,13 @@ def test_chunked_attack_equals_one_batch():
     assert torch.allclose(whole.x_adv, parts.x_adv, atol=1e-6)
 
 
-def test_engine_breaks_an_undefended_mnist_cnn(mnist5k, tmp_path):
-    """Smoke scale: one epoch of a natural Madry CNN on mnist5k, then 20-step L-inf 0.3 PGD."""
+def test_engine_breaks_an_undefended_mnist_cnn(mnist_small, tmp_path):
+    """Smoke scale: one epoch of a natural Madry CNN on mnist_small, then 20-step L-inf 0.3 PGD."""
     torch.manual_seed(0)
     model = models.MadryCNN(10, width=0.5)
-    train_classifier(None, model, mnist5k.x_train, mnist5k.y_train,
+    train_classifier(None, model, mnist_small.x_train, mnist_small.y_train,
                      epochs=1, lr=1e-3, batch_size=64, progress=False)
-    x, y = data.subset(mnist5k.x_test, mnist5k.y_test, 200, seed=0)
+    x, y = data.subset(mnist_small.x_test, mnist_small.y_test, 200, seed=0)
     assert accuracy(model, x, y) > 0.85
     model.eval()
     res = attacks.attack(untargeted_margin(model), x, y, eps=0.3, steps=20, step_size=0.03,

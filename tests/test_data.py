@@ -8,19 +8,21 @@ from advdetect.errors import DataError
 from .conftest import SHARED_DATA, write_tiny_cifar
 
 
-def test_mnist5k_is_a_fixed_stratified_split(mnist5k):
-    ds = mnist5k
-    assert ds.x_train.shape == (3500, 1, 28, 28) and ds.x_val.shape == (500, 1, 28, 28)
-    assert ds.x_test.shape == (1000, 1, 28, 28)
+def test_shipped_mnist_is_a_fixed_stratified_split():
+    ds = data.load("mnist")
+    assert ds.x_train.shape == (50_000, 1, 28, 28) and ds.x_val.shape == (10_000, 1, 28, 28)
+    assert ds.x_test.shape == (10_000, 1, 28, 28)
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
     assert float(ds.x_train.min()) >= 0.0 and float(ds.x_train.max()) <= 1.0
-    assert torch.bincount(ds.y_test, minlength=10).tolist() == [100] * 10
-    again = data.load("mnist5k")
-    assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_val, ds.y_val)
+    # the validation split keeps the class proportions of the 60,000 training images (within one image)
+    train_share = torch.bincount(torch.cat([ds.y_train, ds.y_val]), minlength=10) / 60_000
+    assert (torch.bincount(ds.y_val, minlength=10) - train_share * 10_000).abs().max() <= 1
+    again = data.load("mnist")
+    assert torch.equal(again.x_val, ds.x_val) and torch.equal(again.y_val, ds.y_val)
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(DataError, match="mnist5k, mnist, fashion_mnist, cifar10"):
+    with pytest.raises(DataError, match="mnist, fashion_mnist, cifar10"):
         data.load("imagenet")
 
 
@@ -98,10 +100,11 @@ def test_full_mnist_from_the_shared_data_root():
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (50_000, 10_000, 10_000)
 
 
-def test_subset_is_seeded_and_stratified(mnist5k):
-    x, y = data.subset(mnist5k.x_test, mnist5k.y_test, 100, seed=3)
-    x2, _ = data.subset(mnist5k.x_test, mnist5k.y_test, 100, seed=3)
-    assert torch.equal(x, x2) and torch.bincount(y).tolist() == [10] * 10
+def test_subset_is_seeded_and_stratified(mnist_small):
+    x, y = data.subset(mnist_small.x_test, mnist_small.y_test, 100, seed=3)
+    x2, _ = data.subset(mnist_small.x_test, mnist_small.y_test, 100, seed=3)
+    share = torch.bincount(mnist_small.y_test, minlength=10) / len(mnist_small.y_test)
+    assert torch.equal(x, x2) and (torch.bincount(y, minlength=10) - share * 100).abs().max() <= 1
 
 
 def test_synthetic_sets_match_appendix_f():
@@ -148,11 +151,13 @@ def test_available_reports_cifar_without_loading_or_downloading(tmp_path):
 
     assert not data.available("cifar10", tmp_path / "none")
     assert data.available("cifar10", write_tiny_cifar(tmp_path, per_batch=4, test=4))
-    assert data.available("mnist5k") and data.available("mnist", tmp_path / "none")
+    assert data.available("mnist") and data.available("mnist", tmp_path / "none")
 
 
 def test_load_for_applies_a_chapters_dataset_and_training_subset():
-    full = data.load_for({"DATASET": "mnist5k", "TRAIN_SUBSET": None, "SEED": 0})
-    cut = data.load_for({"DATASET": "mnist5k", "TRAIN_SUBSET": 700, "SEED": 0})
-    assert len(full.y_train) == 3500 and len(cut.y_train) == 700
-    assert torch.bincount(cut.y_train).tolist() == [70] * 10 and len(cut.y_test) == len(full.y_test)
+    full = data.load_for({"DATASET": "mnist", "TRAIN_SUBSET": None, "SEED": 0})
+    cut = data.load_for({"DATASET": "mnist", "TRAIN_SUBSET": 700, "SEED": 0})
+    assert len(full.y_train) == 50_000 and len(cut.y_train) == 700
+    share = torch.bincount(full.y_train, minlength=10) / len(full.y_train)
+    assert (torch.bincount(cut.y_train, minlength=10) - share * 700).abs().max() <= 1
+    assert len(cut.y_test) == len(full.y_test)

@@ -105,27 +105,27 @@ def test_lid_estimate_matches_the_formula_and_the_dimension():
 
 
 @pytest.mark.parametrize("method", ["lid", "maha"])
-def test_feature_detectors_separate_what_they_were_fitted_on(mnist5k, method):
+def test_feature_detectors_separate_what_they_were_fitted_on(mnist_small, method):
     torch.manual_seed(0)
     clf = models.MadryCNN(10, width=0.25).eval()
     det = defences.FeatureDetector(method.upper(), clf, method, k=10)
-    x, y = mnist5k.x_train[:300], mnist5k.y_train[:300]
+    x, y = mnist_small.x_train[:300], mnist_small.y_train[:300]
     odd = (torch.rand(200, 1, 28, 28) > 0.5).float()      # far from the digits in every layer
     stats = baselines.fit_feature_detector(det, x[:100], y[:100], x[100:300], odd)
     assert stats["train AUC"] > 0.9
-    _, s_benign = det(mnist5k.x_test[:50])
+    _, s_benign = det(mnist_small.x_test[:50])
     _, s_odd = det((torch.rand(50, 1, 28, 28) > 0.5).float())
     assert float(s_odd.mean()) > float(s_benign.mean())
-    feats = det.features(mnist5k.x_test[:4])
+    feats = det.features(mnist_small.x_test[:4])
     assert feats.shape == (4, 4) and bool(torch.isfinite(feats).all())
     with pytest.raises(ValueError, match="lid"):
         defences.FeatureDetector("x", clf, "kde")
 
 
-def test_trades_loss_adds_a_nonnegative_robust_term_and_decreases_with_training(mnist5k):
+def test_trades_loss_adds_a_nonnegative_robust_term_and_decreases_with_training(mnist_small):
     torch.manual_seed(0)
     model = models.MadryCNN(10, width=0.25)
-    x, y = mnist5k.x_train[:64], mnist5k.y_train[:64]
+    x, y = mnist_small.x_train[:64], mnist_small.y_train[:64]
     attack = {"norm": "linf", "eps": 0.3, "steps": 3, "step_size": 0.1, "rule": "sign"}
     model.train()
     loss0, z = baselines.trades_loss(model, x, y, beta=6.0, attack=attack)

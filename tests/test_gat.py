@@ -56,11 +56,11 @@ def test_perturbed_negatives_raise_each_detectors_logit_within_the_ball():
     assert float(adv.min()) >= 0 and float(adv.max()) <= 1
 
 
-def test_gat_training_lowers_the_loss(mnist5k, tmp_path):
+def test_gat_training_lowers_the_loss(mnist_small, tmp_path):
     torch.manual_seed(0)
     bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
-    hist = train_gat(ArtefactCache(tmp_path).entry("gat", {"t": 1}), bank, mnist5k.x_train[:1000],
-                     mnist5k.y_train[:1000], epochs=3, m=10, lr=1e-3,
+    hist = train_gat(ArtefactCache(tmp_path).entry("gat", {"t": 1}), bank, mnist_small.x_train[:1000],
+                     mnist_small.y_train[:1000], epochs=3, m=10, lr=1e-3,
                      attack_kwargs=dict(norm="linf", eps=0.3, steps=3, step_size=0.1, random_start=True),
                      progress=False)
     assert [h["epoch"] for h in hist] == [1, 2, 3]
@@ -190,7 +190,7 @@ def test_cifar_detectors_start_as_the_classifiers_logits_and_train_on_cifar_form
     assert table17.shape == (2, 10) and table17.loc["ours"].between(0, 1).all()
 
 
-def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist5k, tmp_path):
+def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist_small, tmp_path):
     torch.manual_seed(0)
     bank = DetectorBank([MadryCNN(1, width=0.25) for _ in range(10)])
     scores = iter([torch.arange(10.0), torch.arange(10.0) * 0 + 5, torch.arange(10.0) * 0 + 4])
@@ -201,7 +201,7 @@ def test_each_detector_keeps_its_best_epoch_by_validation_score(mnist5k, tmp_pat
         return next(scores)
 
     entry = ArtefactCache(tmp_path).entry("sel", {"t": 1})
-    x, y = mnist5k.x_train, mnist5k.y_train
+    x, y = mnist_small.x_train, mnist_small.y_train
     hist = train_gat(entry, bank, x, y, epochs=3, m=4, lr=1e-2, attack_kwargs=None, select_fn=select,
                      progress=False)
     best = [hist[-1][f"best epoch {k}"] for k in range(10)]
@@ -223,9 +223,9 @@ def test_perturbing_negatives_in_chunks_equals_one_batch():
     assert torch.allclose(whole, chunked, atol=1e-6)
 
 
-def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is_cached(mnist5k, tmp_path):
+def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is_cached(mnist_small, tmp_path):
     torch.manual_seed(0)
-    x, y = mnist5k.x_train[:1000], mnist5k.y_train[:1000]
+    x, y = mnist_small.x_train[:1000], mnist_small.y_train[:1000]
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(100):
@@ -235,7 +235,7 @@ def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is
     model.eval().num_outputs = 10
     model = ClassifierDefence("linear", model)
     cache = ArtefactCache(tmp_path)
-    xt, yt = mnist5k.x_test[:200], mnist5k.y_test[:200]
+    xt, yt = mnist_small.x_test[:200], mnist_small.y_test[:200]
     clean = float((model.decide(xt)[0] == yt).float().mean())
     assert clean > 0.8
     assert reports.robust_accuracy(cache, model, xt, yt, eps=0.0, steps=5, step_size=0.01) == pytest.approx(clean)
@@ -244,3 +244,29 @@ def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     assert reports.robust_accuracy(cache, model, xt, yt, eps=0.3, steps=20, step_size=0.05) == attacked
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+def test_autoattack_on_a_classifier_breaks_an_undefended_one_and_is_cached(mnist_small, tmp_path, monkeypatch):
+    from advdetect import blackbox
+
+    torch.manual_seed(0)
+    x, y = mnist_small.x_train[:1000], mnist_small.y_train[:1000]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval().num_outputs = 10
+    d = ClassifierDefence("linear", model)
+    cache = ArtefactCache(tmp_path)
+    xt, yt = mnist_small.x_test[:40], mnist_small.y_test[:40]
+    assert float((d.decide(xt)[0] == yt).float().mean()) > 0.8
+    assert reports.autoattack_accuracy(cache, d, xt, yt, eps=0.3) < 0.05
+    monkeypatch.setattr(blackbox, "autoattack_classifier", lambda *a, **k: pytest.fail("not cached"))
+    assert reports.autoattack_accuracy(cache, d, xt, yt, eps=0.3) < 0.05
+    monkeypatch.undo()
+    table = reports.classifier_table(cache, {"linear": d}, mnist_small, n_attacked=40, n_autoattack=20)
+    assert table.loc["linear", "n AutoAttack"] == 20 and table.loc["linear", "AutoAttack"] <= 0.05
+    lo, hi = (float(v) for v in table.loc["linear", "PGD-100 95% CI"].split("-"))
+    assert lo <= table.loc["linear", "PGD-100"] <= hi

@@ -11,11 +11,11 @@ from advdetect.training import train_classifier
 
 
 @pytest.fixture(scope="module")
-def trained(mnist5k, tmp_path_factory):
+def trained(mnist_small, tmp_path_factory):
     """An undefended MNIST classifier (a few seconds of training) as a defence with a confidence score."""
     torch.manual_seed(0)
     model = models.MadryCNN(10, width=0.25)
-    train_classifier(None, model, mnist5k.x_train[:2000], mnist5k.y_train[:2000],
+    train_classifier(None, model, mnist_small.x_train[:2000], mnist_small.y_train[:2000],
                      epochs=2, lr=2e-3, batch_size=64, progress=False)
     model.eval()
     for p in model.parameters():
@@ -23,8 +23,8 @@ def trained(mnist5k, tmp_path_factory):
     return defences.ClassifierDefence("Vanilla", model)
 
 
-def _arena(defence, mnist5k, n=30):
-    x, y, xh = evaluation.attacked_points(mnist5k, n, seed=0)
+def _arena(defence, mnist_small, n=30):
+    x, y, xh = evaluation.attacked_points(mnist_small, n, seed=0)
     return evaluation.Arena(defence, x, y, xh[:400], ps=(1, 5))
 
 
@@ -55,9 +55,9 @@ def test_composite_classifier_folds_rejection_into_the_true_class():
     assert torch.equal(g[keep][:, 0], z[keep][:, 0])
 
 
-def test_white_box_attacks_break_an_undefended_model_inside_the_ball(trained, mnist5k, tmp_path):
+def test_white_box_attacks_break_an_undefended_model_inside_the_ball(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
-    arena = _arena(trained, mnist5k)
+    arena = _arena(trained, mnist_small)
     for norm, eps, size in (("linf", 0.3, 0.02), ("l2", 2.0, 0.2)):
         x_adv = suite.white_box(cache, arena, method="pgd", norm=norm, eps=eps, steps=30, step_sizes=[size])
         assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
@@ -72,9 +72,9 @@ def test_white_box_attacks_break_an_undefended_model_inside_the_ball(trained, mn
         assert arena.evaluate(x_adv)["ASR-1"] > 0.3
 
 
-def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist5k, tmp_path):
+def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
-    arena = _arena(trained, mnist5k, n=20)
+    arena = _arena(trained, mnist_small, n=20)
     x_mt = suite.multi_targeted(cache, arena, norm="linf", eps=0.15, steps=15, step_size=0.02)
     assert bool((attacks.norms(x_mt - arena.x, "linf") <= 0.15 + 1e-6).all())
     assert float(x_mt.min()) >= 0 and float(x_mt.max()) <= 1
@@ -85,9 +85,9 @@ def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist5k, 
     assert arena.evaluate(x_mt)["ASR-1"] > 0.5
 
 
-def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist5k, tmp_path):
+def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
-    arena = _arena(trained, mnist5k, n=20)
+    arena = _arena(trained, mnist_small, n=20)
     out = suite.pgd_run(cache, arena, loss="composite", norm="linf", eps=0.3, steps=20, step_size=0.03, targeted=True,
                         target_offset=3)["x_adv"]
     r = arena.evaluate(out)
@@ -96,8 +96,8 @@ def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist5k, tmp_pat
     assert torch.equal(r["pred"][hit], ((arena.y + 3) % 10)[hit])
 
 
-def test_suite_run_gives_curves_for_the_views(trained, mnist5k, tmp_path):
-    x, y, xh = evaluation.attacked_points(mnist5k, 20, seed=0)
+def test_suite_run_gives_curves_for_the_views(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
               "steps": 10, "step_sizes": [0.05]},
              {"name": "FGSM Linf 0.3", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.3}]
@@ -115,18 +115,18 @@ def test_suite_run_gives_curves_for_the_views(trained, mnist5k, tmp_path):
     assert label in erocs
 
 
-def test_best_of_prefers_successes_that_are_deepest_under_the_threshold(trained, mnist5k, tmp_path):
+def test_best_of_prefers_successes_that_are_deepest_under_the_threshold(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
-    arena = _arena(trained, mnist5k, n=10)
+    arena = _arena(trained, mnist_small, n=10)
     strong = suite.white_box(cache, arena, method="pgd", norm="linf", eps=0.3, steps=20, step_sizes=[0.03])
     combined = evaluation.best_of(arena, [arena.x, strong])
     assert int(arena.evaluate(combined)["success"].sum()) == int(arena.evaluate(strong)["success"].sum())
     assert torch.equal(evaluation.best_of(arena, [arena.x]), arena.x)
 
 
-def test_cw_keeps_only_successes_within_the_budget(trained, mnist5k, tmp_path):
+def test_cw_keeps_only_successes_within_the_budget(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
-    arena = _arena(trained, mnist5k, n=10)
+    arena = _arena(trained, mnist_small, n=10)
     x_cw = suite.cw_l2(cache, arena, eps=2.0, searches=3, steps=40, lr=0.05)
     l2 = attacks.norms(x_cw - arena.x, "l2")
     assert bool((l2 <= 2.0 + 1e-4).all())
@@ -149,8 +149,8 @@ def test_nes_estimates_the_gradient_of_a_smooth_loss():
     assert bool((cos > 0.9).all()), cos
 
 
-def test_black_box_attacks_run_within_the_budget(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, n=6)
+def test_black_box_attacks_run_within_the_budget(trained, mnist_small, tmp_path):
+    arena = _arena(trained, mnist_small, n=6)
     x_nes = blackbox.nes(arena, norm="linf", eps=0.3, steps=10, step_size=0.03, sigma=0.01, samples=10)
     assert bool((attacks.norms(x_nes - arena.x, "linf") <= 0.3 + 1e-6).all())
     start = blackbox.starting_points(arena)
@@ -161,8 +161,8 @@ def test_black_box_attacks_run_within_the_budget(trained, mnist5k, tmp_path):
     assert arena.evaluate(x_hsj)["ASR-1"] > 0.0
 
 
-def test_autoattack_runs_on_the_composite_classifier(trained, mnist5k, tmp_path):
-    arena = _arena(trained, mnist5k, n=10)
+def test_autoattack_runs_on_the_composite_classifier(trained, mnist_small, tmp_path):
+    arena = _arena(trained, mnist_small, n=10)
     x_aa = suite.autoattack(ArtefactCache(tmp_path / "c"), arena, norm="linf", eps=0.3, version="custom", attacks_to_run=["apgd-ce"], n_iter=10)
     assert bool((attacks.norms(x_aa - arena.x, "linf") <= 0.3 + 1e-5).all())
     assert arena.evaluate(x_aa)["ASR-1"] > 0.5
@@ -260,12 +260,12 @@ def test_comparison_tables_and_worst_attack():
     assert reports.worst_attack(s, "D", exclude_tables=()) == "PGD Linf 1, U"
 
 
-def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist5k):
-    x, y, xh = evaluation.attacked_points(mnist5k, 50, seed=0)
+def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist_small):
+    x, y, xh = evaluation.attacked_points(mnist_small, 50, seed=0)
     assert len(x) == 50 and torch.bincount(y, minlength=10).tolist() == [5] * 10
-    assert len(xh) == len(mnist5k.y_val) + len(mnist5k.y_test) - 50
+    assert len(xh) == len(mnist_small.y_val) + len(mnist_small.y_test) - 50
     flat = {tuple(v.flatten()[::37].tolist()) for v in x}
-    assert not any(tuple(v.flatten()[::37].tolist()) in flat for v in mnist5k.x_val[:200])
+    assert not any(tuple(v.flatten()[::37].tolist()) in flat for v in mnist_small.x_val[:200])
 
 
 def test_attack_specs_cover_the_tables():

@@ -28,7 +28,7 @@ from .defences import DistanceDefence
 from .metrics import eroc
 from .objectives import Criterion, objective
 from .runtime import device_of
-from .training import fit, train_classifier
+from .training import eps_scale, fit, scaled_attack, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -80,15 +80,17 @@ def balanced_loss(z: torch.Tensor, targets: torch.Tensor, means: torch.Tensor) -
 
 def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
                 epochs: int, lr: float = 1e-3, batch_size: int = 100, attack_kwargs: Mapping, fpr: float = 0.01,
-                tau_n: int = 1000, lben: bool = False, seed: int = 0, desc: str = "ARCLU",
-                progress: bool = True) -> list[dict[str, float]]:
+                tau_n: int = 1000, lben: bool = False, seed: int = 0, warmup: float = 0.0,
+                warmup_from: float = 0.3, lr_drops=(), desc: str = "ARCLU", progress: bool = True) -> list[dict[str, float]]:
     """Algorithm 1 through the checkpoint ``store`` (resumable per epoch, see :func:`advdetect.training.fit`). Per batch B: phase 1 attacks every benign example
     with the adaptive PGD of Eq. 17 (``attack_kwargs``: engine keywords; ARCLU MNIST: L-inf 0.3, 40 sign steps
     of 0.01 from the natural image); an example is successful when it lands inside another class's threshold
     (Eq. 20). Phase 2 relabels (:func:`relabel`) and takes one Adam step on :func:`balanced_loss` over
     B, B_S and B_F. The thresholds tau are re-set at the start of each epoch at ``fpr`` false positives on
     ``tau_n`` fixed training images. The history logs the loss, the share of successful attacks and the benign
-    training accuracy per epoch."""
+    training accuracy per epoch. ``warmup`` (epochs) ramps the attack's budget up from ``warmup_from`` times its
+    eps, and the learning rate drops tenfold at each epoch of ``lr_drops``, as
+    :func:`advdetect.training.train_classifier` does."""
     device = device_of(encoder)
     means = means.to(device)
     k = len(means) - 1
@@ -98,16 +100,20 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     x_tau = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 1))[:tau_n]]
 
     def epoch_fn(epoch: int):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.1 ** sum(epoch >= d for d in lr_drops)
         adversary = objective(defence, "nearest wrong", Criterion(defence.thresholds(x_tau, fpr, 1000).to(device)))
         order = torch.randperm(len(y), generator=gen)
         loss_sum, succ, correct, total = 0.0, 0, 0, 0
-        for start in range(0, len(y), batch_size):
+        batches = -(-len(y) // batch_size)
+        for b, start in enumerate(range(0, len(y), batch_size)):
+            scale = eps_scale(epoch + b / batches, warmup, warmup_from)
             idx = order[start:start + batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
             encoder.eval()
             for p in encoder.parameters():
                 p.requires_grad_(False)
-            res = attacks.attack(adversary, xb, yb, **attack_kwargs)
+            res = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale))
             for p in encoder.parameters():
                 p.requires_grad_(True)
             encoder.train()

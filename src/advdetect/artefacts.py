@@ -27,7 +27,7 @@ from .ensemble import DetectorBank, bank_from_classifier
 from .models import MLP, ArcluEncoder, MadryCNN, cifar_network
 from .objectives import objective
 from .runtime import freeze, seed_everything
-from .training import train_classifier
+from .training import scaled_attack, train_classifier
 
 
 @dataclass
@@ -78,29 +78,36 @@ def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
 
 
 def madry_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, attack: Mapping,
-                     seed: int, device) -> Trained:
-    """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start)."""
+                     seed: int, device, warmup: float = 0.0, lr_drops=()) -> Trained:
+    """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start); the budget
+    ramps up from 0.3 eps over ``warmup`` epochs and the learning rate drops tenfold at each of ``lr_drops``."""
     kwargs = {"rule": "sign", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "seed": seed,
-              "attack": kwargs}
+              "attack": kwargs, "warmup": warmup, "lr_drops": list(lr_drops)}
     return trained(cache, "madry_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr,
                                                      batch_size=batch_size, seed=seed, attack_kwargs=kwargs,
+                                                     warmup=warmup, lr_drops=lr_drops,
                                                      desc="Madry adversarial training"),
                    device)
 
 
 def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, lr: float, seed: int, device,
-                  monitor: int = 20, select: Mapping | None = None, desc: str = "GAT detectors") -> Trained:
+                  monitor: int = 20, select: Mapping | None = None, init: Trained | None = None,
+                  desc: str = "GAT detectors") -> Trained:
     """The K detectors trained together with GAT (Adam on the perturbation, random start). Every epoch logs, for
     Fig 11, the mean over detectors of the natural and adversarial AUC (training attack) on ``monitor`` fixed
     negatives per detector of the training and the test set. With ``select = {"attack": engine keywords, "n":
     negatives}`` every detector ends with its weights of the epoch with the best AUC on the validation set under
-    that attack (GAT App. A.1: 200-step attacks, Table 6's validation row)."""
+    that attack (GAT App. A.1: 200-step attacks, Table 6's validation row). With ``init`` (a trained classifier
+    of the same network and width) detector k starts as that classifier's logit k
+    (:func:`~advdetect.ensemble.bank_from_classifier`, GAT's start on CIFAR-10) instead of at random."""
     kwargs = {"rule": "adam", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": kwargs,
               "monitor": monitor}
+    if init is not None:
+        config["init"] = identity(init.model)
     sets = {"train": (ds.x_train, ds.y_train), "test": (ds.x_test, ds.y_test)}
 
     def monitor_fn(b):
@@ -122,9 +129,13 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
                                      seed=seed + 2)
             return [aucs[k] for k in range(b.k)]
 
-    return trained(cache, "gat_detectors", config,
-                   lambda: DetectorBank([MadryCNN(1, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
-                                         for _ in range(ds.num_classes)]),
+    def build():
+        if init is not None:
+            return bank_from_classifier(init.model)
+        return DetectorBank([MadryCNN(1, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
+                             for _ in range(ds.num_classes)])
+
+    return trained(cache, "gat_detectors", config, build,
                    lambda store, b: gat.train_gat(store, b, ds.x_train, ds.y_train, epochs=epochs, m=m, lr=lr,
                                                   attack_kwargs=kwargs, seed=seed,
                                                   eval_fn=monitor_fn if monitor else None, select_fn=select_fn,
@@ -190,7 +201,7 @@ def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
 
 def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, lr: float, batch_size: int,
                    attack: Mapping, fpr: float, lben: bool, seed: int, device, arch: str = "small cnn",
-                   desc: str | None = None) -> Trained:
+                   warmup: float = 0.0, lr_drops=(), desc: str | None = None) -> Trained:
     """ARCLU's detector (Algorithm 1), or the L-Ben ablation with ``lben=True``: the encoder to m = k * l
     dimensions; ``extra["means"]`` holds its cluster means (M = ``magnitude``). ``arch``: ARCLU's small MNIST
     CNN (``"small cnn"``) or a CIFAR-10 network of :func:`~advdetect.models.cifar_network`."""
@@ -198,7 +209,8 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
     means = arclu.class_means(k, l=l, magnitude=magnitude)
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "arch": arch, "width": width, "l": l, "M": magnitude, "epochs": epochs, "lr": lr,
-              "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed}
+              "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed, "warmup": warmup,
+              "lr_drops": list(lr_drops)}
 
     def build():
         if arch == "small cnn":
@@ -208,7 +220,7 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
     return trained(cache, "arclu_detector", config, build,
                    lambda store, e: arclu.train_arclu(store, e, ds.x_train, ds.y_train, means, epochs=epochs, lr=lr,
                                                       batch_size=batch_size, attack_kwargs=kwargs, fpr=fpr,
-                                                      lben=lben, seed=seed,
+                                                      lben=lben, seed=seed, warmup=warmup, lr_drops=lr_drops,
                                                       desc=desc or ("L-Ben" if lben else "ARCLU")),
                    device, extra={"means": means})
 
@@ -216,18 +228,18 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
 # ------------------------------------------------------------------------------------------------ baselines
 
 def trades_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, beta: float,
-                      attack: Mapping, seed: int, device) -> Trained:
+                      attack: Mapping, seed: int, device, warmup: float = 0.0, lr_drops=()) -> Trained:
     """TRADES: the Madry CNN (the architecture of the other MNIST classifiers) trained with
-    :func:`~advdetect.baselines.trades_loss` (Adam)."""
+    :func:`~advdetect.baselines.trades_loss` (Adam), with the warm-up and schedule of :func:`madry_classifier`."""
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "beta": beta,
-              "attack": kwargs, "seed": seed}
+              "attack": kwargs, "seed": seed, "warmup": warmup, "lr_drops": list(lr_drops)}
     return trained(cache, "trades_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(
                        store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       desc="TRADES", batch_loss=lambda mm, xb, yb: baselines.trades_loss(mm, xb, yb, beta=beta,
-                                                                                          attack=kwargs)),
+                       desc="TRADES", warmup=warmup, lr_drops=lr_drops, batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
+                           mm, xb, yb, beta=beta, attack=scaled_attack(kwargs, scale))),
                    device)
 
 

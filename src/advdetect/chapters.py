@@ -23,12 +23,27 @@ def gat_classifiers(cache, ds, s: Mapping, device) -> tuple[Trained, Trained]:
     """The natural classifier f and Madry's robust classifier with the GAT chapters' settings ``s``."""
     f = artefacts.natural_classifier(cache, ds, width=s["WIDTH"], epochs=s["NAT_EPOCHS"], lr=s["NAT_LR"],
                                      batch_size=s["NAT_BATCH"], seed=s["SEED"], device=device)
-    robust = artefacts.madry_classifier(cache, ds, width=s["WIDTH"], epochs=s["MADRY_EPOCHS"], lr=s["MADRY_LR"],
+    return f, madry_classifier(cache, ds, s, device)
+
+
+def madry_classifier(cache, ds, s: Mapping, device) -> Trained:
+    """Madry's robust classifier with the GAT chapters' settings ``s``."""
+    return artefacts.madry_classifier(cache, ds, width=s["WIDTH"], epochs=s["MADRY_EPOCHS"], lr=s["MADRY_LR"],
                                         batch_size=s["MADRY_BATCH"],
                                         attack=dict(norm="linf", eps=0.3, steps=s["MADRY_STEPS"],
                                                     step_size=s["MADRY_STEP"]),
-                                        seed=s["SEED"], device=device)
-    return f, robust
+                                        seed=s["SEED"], device=device, warmup=s["MADRY_WARMUP"],
+                                        lr_drops=s["MADRY_DROPS"])
+
+
+def _detector_init(cache, ds, s: Mapping, device) -> Trained | None:
+    """What the detectors start from (``GAT_INIT``): ``"scratch"`` (GAT on MNIST) or ``"madry"``, the robust
+    classifier's logits (GAT's start on CIFAR-10, from a natural classifier there)."""
+    if s["GAT_INIT"] == "scratch":
+        return None
+    if s["GAT_INIT"] == "madry":
+        return madry_classifier(cache, ds, s, device)
+    raise ValueError(f"GAT_INIT must be 'scratch' or 'madry', got {s['GAT_INIT']!r}")
 
 
 def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
@@ -39,6 +54,7 @@ def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
     return artefacts.gat_detectors(
         cache, ds, attack=attack, width=s["WIDTH"], epochs=s["GAT_EPOCHS"], m=s["GAT_M"], lr=s["GAT_LR"],
         seed=s["SEED"], device=device, monitor=s["MONITOR"] if name == "Linf 0.3" else 0, desc=f"GAT {name}",
+        init=_detector_init(cache, ds, s, device),
         select={"attack": gat.validation_attack(name), "n": s["SELECT_NEG"]} if s["SELECT_BEST"] else None)
 
 
@@ -46,7 +62,7 @@ def large_step_detectors(cache, ds, steps: int, step: float, s: Mapping, device)
     """Table 18's lesson on MNIST: L-inf 0.3 detectors trained with ``steps`` large steps of ``step``."""
     return artefacts.gat_detectors(cache, ds, attack=dict(norm="linf", eps=0.3, steps=steps, step_size=step),
                                    width=s["WIDTH"], epochs=s["GAT_EPOCHS"], m=s["GAT_M"], lr=s["GAT_LR"],
-                                   seed=s["SEED"], device=device, monitor=0,
+                                   seed=s["SEED"], device=device, monitor=0, init=_detector_init(cache, ds, s, device),
                                    desc=f"GAT large steps {steps} x {step:g}")
 
 
@@ -94,7 +110,8 @@ def arclu_detector(cache, ds, c: Mapping, device, *, lben: bool = False) -> Trai
                                     lr=c["LR"], batch_size=c["BATCH"],
                                     attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
                                                 step_size=c["TRAIN_STEP"]),
-                                    fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device)
+                                    fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device,
+                                    warmup=c["WARMUP"], lr_drops=c["DROPS"])
 
 
 def arclu_detectors(cache, ds, c: Mapping, device) -> dict[str, Trained]:
@@ -156,7 +173,8 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
     trades = artefacts.trades_classifier(cache, ds, width=g["WIDTH"], epochs=s["TRADES_EPOCHS"], lr=g["MADRY_LR"],
                                          batch_size=g["MADRY_BATCH"], beta=s["TRADES_BETA"],
                                          attack=dict(norm="linf", eps=0.3, steps=s["TRADES_STEPS"],
-                                                     step_size=s["TRADES_STEP"]), seed=g["SEED"], device=device)
+                                                     step_size=s["TRADES_STEP"]), seed=g["SEED"], device=device,
+                                         warmup=s["TRADES_WARMUP"], lr_drops=s["TRADES_DROPS"])
     feature = artefacts.feature_detectors(cache, f.model, ds, n_fit=s["FEATURE_FIT"], n_reference=s["LID_REFERENCE"],
                                           k=s["LID_K"], attack=dict(norm="linf", eps=0.3, steps=g["MADRY_STEPS"],
                                                                     step_size=g["MADRY_STEP"]), seed=g["SEED"])

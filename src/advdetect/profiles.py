@@ -1,7 +1,9 @@
 """Run profiles: one table of every chapter's parameters at the three scales of the book.
 
 ``smoke``  CI: each notebook in a minute on two cores, on tiny subsets - it checks that the code runs.
-``cpu``    the default: the whole book on a laptop CPU on ``mnist5k``, reduced epochs and steps.
+``cpu``    the default: the whole book on a 2-core CPU on full MNIST, with training recipes that reach the papers'
+           model strength there (fewer, larger attack steps, an eps warm-up, detectors started from a robust
+           classifier) and shorter evaluation attacks where the papers' are out of reach.
 ``paper``  the papers' own settings, meant for a GPU with the full datasets.
 
 The profile is chosen by the environment variable ``ADVDETECT_PROFILE`` (default ``cpu``). Every parameter is
@@ -42,20 +44,25 @@ def _by(smoke: Any, cpu: Any, paper: Any) -> dict[str, Any]:
 # both GAT chapters carry these parameters, so that the second finds the first's models in the cache.
 _GAT_TRAINING: dict[str, dict[str, Any]] = {
     "SEED": _same(0),
-    "DATASET": _by("mnist", "mnist5k", "mnist"),
+    "DATASET": _same("mnist"),
     "TRAIN_SUBSET": _by(1500, None, None),   # training images used (None: all)
-    "WIDTH": _by(0.25, 0.25, 1.0),            # channel multiplier of the Madry CNN (paper: 1.0)
+    "WIDTH": _by(0.25, 0.5, 1.0),             # channel multiplier of the Madry CNN (paper: 1.0)
     "NAT_EPOCHS": _by(1, 5, 10),              # natural classifier: Adam 5e-4, batch 32, 10 epochs
     "NAT_LR": _same(5e-4),
     "NAT_BATCH": _same(32),
-    "MADRY_EPOCHS": _by(1, 8, 80),            # Madry's checkpoint: 100k steps of 50 images (83 epochs)
-    "MADRY_STEPS": _by(3, 10, 40),            # PGD of adversarial training, L-inf 0.3 (paper: 40 x 0.01)
-    "MADRY_STEP": _by(0.1, 0.04, 0.01),
+    "MADRY_EPOCHS": _by(1, 10, 83),           # Madry's checkpoint: 100k steps of 50 images (83 epochs)
+    "MADRY_STEPS": _by(3, 5, 40),             # PGD of adversarial training, L-inf 0.3 (paper: 40 x 0.01)
+    "MADRY_STEP": _by(0.1, 0.15, 0.01),       # cpu: 2.5 eps / steps, sign steps from a random start
     "MADRY_LR": _by(1e-3, 1e-3, 1e-4),
     "MADRY_BATCH": _same(50),
-    "GAT_EPOCHS": _by(1, 15, 100),            # every detector configuration (paper: 100)
-    "GAT_M": _by(8, 16, 32),                  # positives (and negatives) per detector per step (paper: ~32)
-    "GAT_LR": _by(1e-3, 1e-3, 5e-4),
+    "MADRY_WARMUP": _by(0.5, 1.5, 0.0),       # epochs over which the training eps ramps up from 0.3 x 0.3
+    "MADRY_DROPS": _by([], [8], []),          # epochs at which the learning rate drops tenfold
+    # what the detectors start from: "scratch" (GAT on MNIST) or "madry", the robust classifier's logit k (GAT's
+    # start on CIFAR-10 is a classifier's logit k too, a natural one there)
+    "GAT_INIT": _by("madry", "madry", "scratch"),
+    "GAT_EPOCHS": _by(1, 1, 100),             # every detector configuration (paper: 100)
+    "GAT_M": _by(8, 32, 32),                  # positives (and negatives) per detector per step (paper: ~32)
+    "GAT_LR": _by(1e-3, 2e-4, 5e-4),
     # training attacks per configuration of Table 6: [steps, step size] of Adam PGD (paper: Table 6)
     "TRAIN_ATTACKS": _by({"Linf 0.3": [2, 0.1], "Linf 0.5": [2, 0.15], "L2 2.5": [2, 1.0], "L2 5.0": [2, 2.0]},
                          {"Linf 0.3": [10, 0.04], "Linf 0.5": [15, 0.05], "L2 2.5": [10, 0.4],
@@ -96,10 +103,10 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     # ARCLU Section 3.1 (Figs 1-2): do adversarial representations form clusters that overlap the benign ones?
     "motivation": {
         "SEED": _same(0),
-        "DATASET": _by("mnist", "mnist5k", "mnist"),
+        "DATASET": _same("mnist"),
         "TRAIN_SUBSET": _by(1000, None, None),
         "WIDTH": _by(0.25, 0.25, 1.0),          # channel multiplier of ARCLU's MNIST encoder (paper: 1.0)
-        "EPOCHS": _by(1, 6, 20),                # the Eq. 10 encoder and the softmax classifier (paper: not given)
+        "EPOCHS": _by(1, 3, 20),                # the Eq. 10 encoder and the softmax classifier (paper: not given)
         "LR": _same(1e-3),                      # Adam, batch 100 (the authors' code)
         "BATCH": _same(100),
         "N_POINTS": _by(150, 2000, 5000),       # benign points embedded (and as many adversarial ones)
@@ -113,17 +120,19 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     # ARCLU Sections 3.2-3.3, 5: the Gaussian-mixture detector with an adversarial cluster (Algorithm 1), L-Ben.
     "cluster_separation": {
         "SEED": _same(0),
-        "DATASET": _by("mnist", "mnist5k", "mnist"),
+        "DATASET": _same("mnist"),
         "TRAIN_SUBSET": _by(1000, None, None),
         "WIDTH": _by(0.25, 0.25, 1.0),          # channel multiplier of ARCLU's MNIST encoder (paper: 1.0)
         "L": _same(1),                          # coordinates per class, m = k * l (the authors' code: l = 1)
         "M": _same(10.0),                       # value of a class mean on its coordinates (the authors' code: 10)
-        "EPOCHS": _by(1, 12, 50),               # Algorithm 1 (paper: 50 epochs on MNIST)
+        "EPOCHS": _by(1, 8, 50),                # Algorithm 1 (paper: 50 epochs on MNIST)
         "LR": _same(1e-3),                      # Adam, batch 100
         "BATCH": _same(100),
         "EPS": _same(0.3),
-        "TRAIN_STEPS": _by(3, 20, 40),          # adaptive PGD of Eq. 17 while training (paper: 40 x 0.01)
-        "TRAIN_STEP": _by(0.1, 0.02, 0.01),
+        "TRAIN_STEPS": _by(3, 5, 40),           # adaptive PGD of Eq. 17 while training (paper: 40 x 0.01)
+        "TRAIN_STEP": _by(0.1, 0.15, 0.01),     # cpu: 2.5 eps / steps, as the Madry classifier's
+        "WARMUP": _by(0.5, 1.5, 0.0),           # epochs over which the training eps ramps up from 0.3 x 0.3
+        "DROPS": _by([], [6], []),              # epochs at which the learning rate drops tenfold
         "TRAIN_FPR": _same(0.01),               # thresholds that decide a training attack's success
         "N_TEST": _by(100, 500, 10000),         # test images attacked (a fixed seeded subset)
         "EVAL_STEPS": _by(10, 100, 1000),       # evaluation attack (paper: 1000 steps, Fig 7)
@@ -147,7 +156,10 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     # GAT Sections 3-5.1, Appendices A.1, C.1: the MNIST detectors and their robustness tests.
     "gat_detectors": {
         **_GAT_TRAINING,
+        "CLF_N": _by(50, 1000, 10000),            # test images attacked by PGD-100 in the classifiers' table
+        "AA_N": _by(20, 500, 10000),              # of which AutoAttack (standard version) attacks the first ones
         "EVAL_NEG": _by(10, 60, 1000),            # attacked negatives per detector in the robustness tests
+        "AUC_NEG": _by(10, 500, 1000),            # ... for the ten L-inf 0.3 detectors of Table 11
         "EVAL_STEPS": _by(10, 200, 200),          # the robustness test's attack (paper: 200 steps)
         "STRONG_STEPS": _by(20, 400, 2000),       # the much stronger attack of Tables 1, 8 (paper: 2000)
         "RESTARTS": _by(2, 5, 50),                # Table 10 (paper: 50 random restarts)
@@ -223,9 +235,13 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "SWEEP_STEPS": _by([2, 5], [5, 10, 25, 50], [10, 50, 100, 500, 1000, 2000]),
         "SWEEP_STEP": _by(0.05, 0.02, 0.005),
         "TRADES_BETA": _same(6.0),                # TRADES' MNIST setting (1 / lambda = 6)
-        "TRADES_EPOCHS": _by(1, 8, 100),
-        "TRADES_STEPS": _by(3, 10, 40),           # inner KL attack, L-inf 0.3 (TRADES: 40 x 0.01)
-        "TRADES_STEP": _by(0.1, 0.04, 0.01),
+        "TRADES_EPOCHS": _by(1, 10, 100),
+        "TRADES_STEPS": _by(3, 5, 40),            # inner KL attack, L-inf 0.3 (TRADES: 40 x 0.01)
+        "TRADES_STEP": _by(0.1, 0.15, 0.01),
+        "TRADES_WARMUP": _by(0.5, 1.5, 0.0),      # the Madry classifier's eps warm-up and schedule (GAT chapters)
+        "TRADES_DROPS": _by([], [8], []),
+        "TRADES_AA_N": _by(20, 500, 10000),       # TRADES under PGD-100 and AutoAttack (standard) on this many
+        "TRADES_N": _by(50, 1000, 10000),         # test images (PGD-100) and the first TRADES_AA_N of them
         "FS_MEDIAN": _same(2),                    # median filter size (Xu et al. on MNIST: 2x2)
         "FEATURE_FIT": _by(200, 1000, 10000),     # training images (and their PGD examples) fitting LID / MAHA
         "LID_REFERENCE": _same(100),              # LID's reference batch (Ma et al.: minibatch 100)

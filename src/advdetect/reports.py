@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import gat
+from . import blackbox, gat
 from .artefacts import attack_examples, memo, robustness
 from .data import subset
 from .defences import Defence
@@ -31,7 +31,10 @@ from .paper import (
     GAT_TABLE10,
     GAT_TABLE11_12,
     GAT_TABLE17_CIFAR,
+    MADRY_CHALLENGE_BEST_ATTACK_ACCURACY,
+    MADRY_CHALLENGE_PGD100_ACCURACY,
     PAPER_NAMES,
+    TRADES_MNIST,
 )
 from .suite import SuiteResult, attack_name, threat
 from .training import accuracy
@@ -49,15 +52,17 @@ def _small_step(name: str) -> float:
 
 
 def gat_robustness_tables(cache, banks: Mapping, ds, *, n_negatives: int, eval_steps: int, strong_steps: int,
-                          restarts: int, seed: int = 0) -> dict:
+                          restarts: int, n_negatives_all: int | None = None, seed: int = 0) -> dict:
     """GAT Tables 1 and 8 (detectors 0, 1 under Adam and normalised-steepest-descent PGD, ``eval_steps`` and
     ``strong_steps`` steps), 9 (cross-norm attacks), 10 (fixed start against ``restarts`` random restarts) and
-    11-12 (all ten detectors) for the detector systems ``banks`` (Table 6's names), each beside the paper's
-    values. Returns ``{"1_8", "9", "10", "11_12"}`` DataFrames."""
+    11-12 (all ten detectors; the L-inf 0.3 ones on ``n_negatives_all`` attacked negatives each, default
+    ``n_negatives``) for the
+    detector systems ``banks`` (Table 6's names), each beside the paper's values. Returns ``{"1_8", "9", "10",
+    "11_12"}`` DataFrames."""
     clean = {name: gat.generative_scores(bank, ds.x_test) for name, bank in banks.items()}
 
-    def auc(name, attack, ks=(0, 1), restarts=1):
-        return robustness(cache, banks[name], ds.x_test, ds.y_test, attack, ks=ks, n_negatives=n_negatives,
+    def auc(name, attack, ks=(0, 1), restarts=1, n=n_negatives):
+        return robustness(cache, banks[name], ds.x_test, ds.y_test, attack, ks=ks, n_negatives=n,
                           seed=seed, restarts=restarts, clean_logits=clean[name])
 
     rows = []
@@ -91,7 +96,8 @@ def gat_robustness_tables(cache, banks: Mapping, ds, *, n_negatives: int, eval_s
     out["10"] = pd.DataFrame(rows).set_index("detectors")
     rows = {}
     for name in ("Linf 0.3", "Linf 0.5"):
-        got = auc(name, attacks_9[name], ks=range(10))
+        got = auc(name, attacks_9[name], ks=range(10),
+                  n=(n_negatives_all or n_negatives) if name == "Linf 0.3" else n_negatives)
         rows[f"{name} (ours)"] = [got[k] for k in range(10)]
         rows[f"{name} (paper)"] = list(GAT_TABLE11_12[name])
     out["11_12"] = pd.DataFrame(rows, index=[f"k={k}" for k in range(10)]).T
@@ -117,21 +123,68 @@ def gat_table18(cache, banks: Mapping, own: Mapping, ds, *, n_negatives: int, ev
     return pd.DataFrame(rows)
 
 
-def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, seed: int = 0) -> pd.DataFrame:
-    """Clean accuracy and accuracy under PGD-100 (L-inf 0.3, step 0.01, random start) of each classifier
-    (name -> :class:`~advdetect.defences.ClassifierDefence`) on a seeded subset of ``n_attacked`` test images,
-    with the paper's Madry classifier."""
+def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, n_autoattack: int = 0,
+                     seed: int = 0) -> pd.DataFrame:
+    """Clean accuracy (whole test set), accuracy under PGD-100 (L-inf 0.3, step 0.01, random start, CW margin)
+    on a seeded subset of ``n_attacked`` test images and, for the first ``n_autoattack`` of them, under
+    AutoAttack's standard version (each with its Wilson 95% interval), for every classifier (name ->
+    :class:`~advdetect.defences.ClassifierDefence`), beside the reference figures of the robust classifiers."""
     x, y = subset(ds.x_test, ds.y_test, n_attacked, seed=seed)
-    rows = [{"classifier": name, "clean accuracy": accuracy(d.classifier, ds.x_test, ds.y_test),
-             "accuracy under PGD-100, L-inf 0.3": robust_accuracy(cache, d, x, y, eps=0.3, steps=100,
-                                                                   step_size=0.01)}
-            for name, d in classifiers.items()]
-    table = pd.DataFrame(rows).set_index("classifier")
-    table["paper: Madry, clean / attacked (GAT Fig 2b)"] = [
-        "-" if d.kind == "classifier" else
-        f"{GAT_ROBUST_CLASSIFIER['accuracy']:.3f} / {1 - GAT_ROBUST_CLASSIFIER['error eps 0.3']:.2f}"
-        for d in classifiers.values()]
-    return table
+    rows = []
+    for name, d in classifiers.items():
+        row = {"classifier": name, "clean accuracy": accuracy(d.classifier, ds.x_test, ds.y_test)}
+        pgd = robust_accuracy(cache, d, x, y, eps=0.3, steps=100, step_size=0.01)
+        row.update({"PGD-100": pgd, "PGD-100 95% CI": _interval(pgd, len(y)), "n PGD": len(y)})
+        if n_autoattack:
+            aa = autoattack_accuracy(cache, d, x[:n_autoattack], y[:n_autoattack], eps=0.3, seed=seed)
+            row.update({"AutoAttack": aa, "AutoAttack 95% CI": _interval(aa, min(n_autoattack, len(y))),
+                        "n AutoAttack": min(n_autoattack, len(y))})
+        row["reference: clean / PGD-100 / best attack"] = _classifier_reference(name, d)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("classifier")
+
+
+def against_aims(values: Mapping[str, float], aims: Mapping[str, float], *, digits: int = 3) -> str:
+    """One Markdown sentence per measured figure, each against the book's aim for it (a lower bound):
+    ``"Madry robust, PGD-100: 0.926 (aim >= 0.91: met)"``. ``values`` and ``aims`` share their keys; a figure
+    without an aim is left out, an aim without a figure is reported as not measured."""
+    lines = []
+    for name, aim in aims.items():
+        got = values.get(name)
+        if got is None or (isinstance(got, float) and np.isnan(got)):
+            lines.append(f"* {name}: not measured in this run (aim >= {aim:g})")
+            continue
+        verdict = "met" if got >= aim else f"**missed** by {aim - got:.{digits}f}"
+        lines.append(f"* {name}: {got:.{digits}f} (aim >= {aim:g}: {verdict})")
+    return "\n".join(lines)
+
+
+def _interval(share: float, n: int) -> str:
+    lo, hi = proportion_ci(round(share * n), n)
+    return f"{lo:.3f}-{hi:.3f}"
+
+
+def _classifier_reference(name: str, d: Defence) -> str:
+    if d.kind == "classifier":
+        return "-"
+    if "TRADES" in name:
+        return (f"TRADES' small CNN: {TRADES_MNIST['clean']:.3f} / {TRADES_MNIST['PGD-40']:.3f} (PGD-40) / "
+                f"{TRADES_MNIST['best attack']:.3f}")
+    lo, hi = MADRY_CHALLENGE_PGD100_ACCURACY
+    return (f"GAT's Madry checkpoint: {GAT_ROBUST_CLASSIFIER['accuracy']:.3f} / "
+            f"{1 - GAT_ROBUST_CLASSIFIER['error eps 0.3']:.2f} (GAT Fig 2b); challenge: {lo:.3f}-{hi:.3f} / "
+            f"{MADRY_CHALLENGE_BEST_ATTACK_ACCURACY:.3f}")
+
+
+def autoattack_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+                        norm: str = "linf", seed: int = 0) -> float:
+    """Accuracy of a classifier (a :class:`~advdetect.defences.ClassifierDefence`) under AutoAttack's standard
+    version (:func:`advdetect.blackbox.autoattack_classifier`), cached by weights and images."""
+    key = {"model": defence.classifier, "x": x, "y": y, "norm": norm, "eps": eps, "version": "standard",
+           "seed": seed}
+    out = memo(cache, "autoattack_classifier", key, lambda: {
+        "x_adv": blackbox.autoattack_classifier(defence.classifier, x, y, norm=norm, eps=eps, seed=seed)})
+    return float((defence.decide(out["x_adv"])[0] == y.cpu()).float().mean())
 
 
 def robust_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,

@@ -84,6 +84,24 @@ def fit(store, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 # ------------------------------------------------------------------------------------------- plain classification
 
+def eps_scale(progress: float, warmup: float, start: float) -> float:
+    """The fraction of the budget in force after ``progress`` epochs of a linear warm-up over ``warmup`` epochs
+    that starts at ``start`` (1 once the warm-up is over, or without one)."""
+    if warmup <= 0 or progress >= warmup:
+        return 1.0
+    return start + (1.0 - start) * progress / warmup
+
+
+def scaled_attack(attack_kwargs: Mapping, scale: float) -> dict:
+    """The engine's keywords with ``eps`` and ``step_size`` multiplied by ``scale``."""
+    kwargs = dict(attack_kwargs)
+    if scale != 1.0:
+        kwargs["eps"] = kwargs["eps"] * scale
+        if "step_size" in kwargs:
+            kwargs["step_size"] = kwargs["step_size"] * scale
+    return kwargs
+
+
 def make_optimizer(params, name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0):
     """``"adam"`` (GAT's MNIST models) or ``"sgd"`` with momentum (GAT's CIFAR-10 detectors: 0.9, wd 2e-4)."""
     if name == "adam":
@@ -98,6 +116,7 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
                      optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
                      augment: Callable | None = None, lr_drops=(), loss_fn: Callable | None = None,
                      predict_fn: Callable | None = None, batch_loss: Callable | None = None,
+                     warmup: float = 0.0, warmup_from: float = 0.3,
                      desc: str = "classifier", progress: bool = True) -> list[dict[str, float]]:
     """Cross-entropy training with Adam (GAT's natural MNIST classifier: lr 5e-4, batch 32, 10 epochs) or SGD.
 
@@ -107,12 +126,19 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
     learning rate is divided by 10 at each epoch listed in ``lr_drops`` (a step schedule that resumes exactly).
     ``loss_fn(outputs, y)`` and ``predict_fn(outputs) -> classes`` replace cross-entropy and argmax for models
     whose outputs are not logits (ARCLU's Eq. 10 encoder). ``batch_loss(model, x, y) -> (loss, outputs)``
-    replaces the whole per-batch loss (TRADES, :func:`advdetect.defences.trades_loss`)."""
+    replaces the whole per-batch loss (TRADES, :func:`advdetect.defences.trades_loss`); it receives the batch and
+    the current ``eps_scale``.
+
+    ``warmup`` (epochs, may be fractional) ramps the training attack's budget linearly, batch by batch, from
+    ``warmup_from`` times ``eps`` to ``eps`` (its step size scales with it): adversarial training from the full
+    budget at the first step can collapse to a constant classifier on MNIST."""
     device = device_of(model)
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     adversary = (objective(ClassifierDefence("adversarial training", model), "cross-entropy")
                  if attack_kwargs is not None else None)
+
+    batches = -(-len(y) // batch_size)
 
     def epoch_fn(epoch: int):
         for group in optimizer.param_groups:
@@ -120,16 +146,17 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
         model.train()
         order = torch.randperm(len(y), generator=gen)
         total, correct, loss_sum = 0, 0, 0.0
-        for start in range(0, len(y), batch_size):
+        for b, start in enumerate(range(0, len(y), batch_size)):
+            scale = eps_scale(epoch + b / batches, warmup, warmup_from)
             idx = order[start:start + batch_size]
             xb, yb = x[idx], y[idx].to(device)
             xb = (augment(xb, gen) if augment is not None else xb).to(device)
             if attack_kwargs is not None:
                 model.eval()
-                xb = attacks.attack(adversary, xb, yb, **attack_kwargs).x_adv
+                xb = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale)).x_adv
                 model.train()
             if batch_loss is not None:
-                loss, logits = batch_loss(model, xb, yb)
+                loss, logits = batch_loss(model, xb, yb, scale)
             else:
                 logits = model(xb)
                 loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)

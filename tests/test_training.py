@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from advdetect import arclu, artefacts, attacks, models, reports
+from advdetect.cache import ArtefactCache, identity
+from advdetect.training import eps_scale, scaled_attack, train_classifier
+
+
+def test_the_warm_up_ramps_linearly_from_its_start_to_the_full_budget():
+    assert eps_scale(0.0, 1.5, 0.3) == pytest.approx(0.3)
+    assert eps_scale(0.75, 1.5, 0.3) == pytest.approx(0.65)
+    assert eps_scale(1.5, 1.5, 0.3) == 1.0 and eps_scale(7.0, 1.5, 0.3) == 1.0
+    assert eps_scale(0.0, 0.0, 0.3) == 1.0   # no warm-up: the full budget from the first batch
+    kw = {"norm": "linf", "eps": 0.3, "steps": 5, "step_size": 0.15, "rule": "sign"}
+    half = scaled_attack(kw, 0.5)
+    assert half == {**kw, "eps": 0.15, "step_size": 0.075} and kw["eps"] == 0.3   # a copy
+    assert scaled_attack(kw, 1.0) == kw
+
+
+def _record_budgets(monkeypatch):
+    seen = []
+    real = attacks.attack
+
+    def spy(objective, x, y, **kw):
+        seen.append(kw["eps"])
+        return real(objective, x, y, **kw)
+
+    monkeypatch.setattr(attacks, "attack", spy)
+    return seen
+
+
+def test_adversarial_training_warms_its_budget_up_and_drops_the_learning_rate(mnist_small, monkeypatch):
+    seen = _record_budgets(monkeypatch)
+    torch.manual_seed(0)
+    model = models.MadryCNN(10, width=0.25)
+    x, y = mnist_small.x_train[:200], mnist_small.y_train[:200]
+    attack = {"norm": "linf", "eps": 0.3, "steps": 1, "step_size": 0.3, "rule": "sign", "random_start": True}
+    hist = train_classifier(None, model, x, y, epochs=2, lr=1e-3, batch_size=50, attack_kwargs=attack, warmup=1.0,
+                            warmup_from=0.2, lr_drops=[1], progress=False)
+    # 4 batches per epoch: 0.2, 0.4, 0.6, 0.8 of the budget in the first epoch, then all of it
+    assert seen == pytest.approx([0.06, 0.12, 0.18, 0.24, 0.3, 0.3, 0.3, 0.3])
+    assert len(hist) == 2
+
+
+def test_algorithm1_warms_its_attack_up_too(mnist_small, monkeypatch):
+    seen = _record_budgets(monkeypatch)
+    torch.manual_seed(0)
+    enc = models.ArcluEncoder(10, width=0.25)
+    means = arclu.class_means(10, l=1, magnitude=10.0)
+    x, y = mnist_small.x_train[:200], mnist_small.y_train[:200]
+    arclu.train_arclu(None, enc, x, y, means, epochs=2, batch_size=100, tau_n=100, warmup=1.0, warmup_from=0.5,
+                      lr_drops=[1], attack_kwargs={"norm": "linf", "eps": 0.3, "steps": 1, "step_size": 0.1,
+                                                   "rule": "sign"}, progress=False)
+    assert seen == pytest.approx([0.15, 0.225, 0.3, 0.3])
+
+
+def test_detectors_started_from_a_classifier_are_its_logits_and_are_cached_apart(mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    clf = artefacts.natural_classifier(cache, mnist_small, width=0.25, epochs=1, lr=1e-3, batch_size=100, seed=0,
+                                       device="cpu")
+    attack = {"norm": "linf", "eps": 0.3, "steps": 1, "step_size": 0.1}
+    common = dict(attack=attack, width=0.25, epochs=0, m=4, lr=1e-3, seed=0, device="cpu", monitor=0)
+    started = artefacts.gat_detectors(cache, mnist_small, init=clf, **common)
+    x = mnist_small.x_test[:8]
+    assert torch.allclose(started.model(x), clf.model(x), atol=1e-5)
+    scratch = artefacts.gat_detectors(cache, mnist_small, **common)
+    assert not torch.allclose(scratch.model(x), clf.model(x), atol=1e-2)
+    assert started.config["init"] == identity(clf.model) and "init" not in scratch.config
+
+
+def test_aims_are_reported_met_missed_or_not_measured():
+    text = reports.against_aims({"a": 0.926, "b": 0.87, "c": float("nan")}, {"a": 0.91, "b": 0.88, "c": 0.5, "d": 0.9})
+    lines = text.splitlines()
+    assert lines[0] == "* a: 0.926 (aim >= 0.91: met)"
+    assert lines[1] == "* b: 0.870 (aim >= 0.88: **missed** by 0.010)"
+    assert lines[2].startswith("* c: not measured") and lines[3].startswith("* d: not measured")
