@@ -74,3 +74,14 @@ def test_aims_are_reported_met_missed_or_not_measured():
     assert lines[0] == "* a: 0.926 (aim >= 0.91: met)"
     assert lines[1] == "* b: 0.870 (aim >= 0.88: **missed** by 0.010)"
     assert lines[2].startswith("* c: not measured") and lines[3].startswith("* d: not measured")
+    upper = reports.against_aims({"asr": 0.10, "asr2": 0.15}, {"asr": ("<=", 0.12), "asr2": ("<=", 0.12)})
+    assert upper.splitlines() == ["* asr: 0.100 (aim <= 0.12: met)", "* asr2: 0.150 (aim <= 0.12: **missed** by 0.030)"]
+
+
+def test_training_costs_sum_each_models_epochs():
+    from types import SimpleNamespace
+
+    costs = reports.training_costs({"a": SimpleNamespace(history=[{"seconds": 2.0}, {"seconds": 4.0}]),
+                                    "b": SimpleNamespace(history=[{"loss": 1.0}])})
+    assert costs.loc["a", "epochs"] == 2 and costs.loc["a", "training time (s)"] == 6.0
+    assert costs.loc["a", "per epoch (s)"] == 3.0 and costs.loc["b", "training time (s)"] == 0.0

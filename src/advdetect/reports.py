@@ -144,18 +144,36 @@ def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, n_auto
     return pd.DataFrame(rows).set_index("classifier")
 
 
-def against_aims(values: Mapping[str, float], aims: Mapping[str, float], *, digits: int = 3) -> str:
-    """One Markdown sentence per measured figure, each against the book's aim for it (a lower bound):
-    ``"Madry robust, PGD-100: 0.926 (aim >= 0.91: met)"``. ``values`` and ``aims`` share their keys; a figure
-    without an aim is left out, an aim without a figure is reported as not measured."""
+def training_costs(models: Mapping[str, object]) -> pd.DataFrame:
+    """The training cost of every model (anything with a per-epoch ``history`` whose entries carry ``seconds``:
+    a :class:`~advdetect.artefacts.Trained`, a density fit): epochs, wall-clock seconds as measured when it was
+    trained (kept when it comes from the cache) and seconds per epoch."""
+    rows = {}
+    for name, m in models.items():
+        history = list(m.history)
+        seconds = float(sum(h.get("seconds", 0.0) for h in history))
+        rows[name] = {"epochs": len(history), "training time (s)": seconds,
+                      "per epoch (s)": seconds / max(1, len(history))}
+    return pd.DataFrame(rows).T.rename_axis("model").astype({"epochs": int})
+
+
+def against_aims(values: Mapping[str, float], aims: Mapping[str, float | tuple[str, float]], *,
+                 digits: int = 3) -> str:
+    """One Markdown line per measured figure, each against the book's aim for it: a lower bound, or
+    ``("<=", bound)`` for an upper one (an attack's success ratio): ``"* Madry robust, PGD-100: 0.926 (aim >=
+    0.91: met)"``. ``values`` and ``aims`` share their keys; an aim without a figure is reported as not measured."""
     lines = []
     for name, aim in aims.items():
+        op, bound = aim if isinstance(aim, tuple) else (">=", aim)
+        if op not in (">=", "<="):
+            raise ValueError(f"an aim is '>=' or '<=' a bound, got {op!r}")
         got = values.get(name)
         if got is None or (isinstance(got, float) and np.isnan(got)):
-            lines.append(f"* {name}: not measured in this run (aim >= {aim:g})")
+            lines.append(f"* {name}: not measured in this run (aim {op} {bound:g})")
             continue
-        verdict = "met" if got >= aim else f"**missed** by {aim - got:.{digits}f}"
-        lines.append(f"* {name}: {got:.{digits}f} (aim >= {aim:g}: {verdict})")
+        met = got >= bound if op == ">=" else got <= bound
+        verdict = "met" if met else f"**missed** by {abs(got - bound):.{digits}f}"
+        lines.append(f"* {name}: {got:.{digits}f} (aim {op} {bound:g}: {verdict})")
     return "\n".join(lines)
 
 
