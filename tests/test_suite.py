@@ -262,10 +262,11 @@ def test_comparison_tables_and_worst_attack():
 
 def test_attacked_points_are_stratified_and_disjoint_from_the_heldout(mnist_small):
     x, y, xh = evaluation.attacked_points(mnist_small, 50, seed=0)
-    assert len(x) == 50 and torch.bincount(y, minlength=10).tolist() == [5] * 10
+    share = torch.bincount(mnist_small.y_test, minlength=10) / len(mnist_small.y_test)
+    assert len(x) == 50 and (torch.bincount(y, minlength=10) - share * 50).abs().max() <= 1
     assert len(xh) == len(mnist_small.y_val) + len(mnist_small.y_test) - 50
-    flat = {tuple(v.flatten()[::37].tolist()) for v in x}
-    assert not any(tuple(v.flatten()[::37].tolist()) in flat for v in mnist_small.x_val[:200])
+    flat = {v.numpy().tobytes() for v in x}
+    assert not any(v.numpy().tobytes() in flat for v in mnist_small.x_val[:200])
 
 
 def test_attack_specs_cover_the_tables():
