@@ -274,3 +274,14 @@ def test_attack_specs_cover_the_tables():
     assert "PGD Linf 0.3, T" in names and "PGD L0 25, U" in names and "CW L2 2.0" in names
     assert {s["table"] for s in specs} == {2, 3, 4, "mt", "sanity", "aa"}
     assert len(names) == len(set(names))
+
+
+def test_convergence_reads_asr_against_steps_from_one_traced_run(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    arena = _arena(trained, mnist_small, n=20)
+    long = suite.convergence(cache, arena, loss="margin", norm="linf", eps=0.3, steps=64, step_size=0.02)
+    assert long["steps"] == [1, 2, 4, 8, 16, 32, 64]
+    assert all(b >= a for a, b in zip(long["asr"], long["asr"][1:]))   # best so far never falls
+    assert long["asr"][-1] > 0.9 and long["converged"] and long["n"] == int(arena.eligible().sum())
+    short = suite.convergence(cache, arena, loss="margin", norm="linf", eps=0.3, steps=8, step_size=0.005)
+    assert not short["converged"] and short["gain"] > 0.02   # 8 tiny steps: still gaining when doubled

@@ -307,3 +307,20 @@ def step_sweeps(cache, arena: Arena, *, norm: str, eps: float, step_sizes, steps
             trace = out["trace"]
     elig = arena.eligible()
     return {"step sizes": by_size, "steps": by_steps, "trace": trace[:, elig].float().mean(1)}
+
+
+def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float,
+                targeted: bool = False, rule: str = "steepest", tolerance: float = 0.02) -> dict:
+    """Has an attack converged? One long run of the engine (cached) with its best-so-far success trace on the
+    arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
+    ``steps`` minus ASR after ``steps // 2``) and ``converged``: that gain is at most ``tolerance``. Returns
+    ``{"steps", "asr", "gain", "converged", "n"}`` (``n``: eligible points)."""
+    out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
+                  targeted=targeted, rule=rule, trace=True)
+    elig = arena.eligible()
+    n = int(elig.sum())
+    curve = out["trace"][:, elig].float().mean(1) if n else torch.zeros(steps)
+    marks = sorted({*(2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps), steps // 2, steps} - {0})
+    asr = [float(curve[t - 1]) for t in marks]
+    gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
+    return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n}
