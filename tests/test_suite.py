@@ -257,7 +257,7 @@ def test_sanity_checks_pass_a_consistent_suite_and_catch_each_failure():
     assert len(checks) == 5                               # no L2 attack: no L2 chain
     assert _passed(checks, "PGD Linf 1, U reaches") is False
     assert _passed(checks, "NES Linf 0.3 <= white-box") is False
-    assert _passed(checks, "AutoAttack Linf 0.3 <=") is False
+    assert _passed(checks, "AutoAttack Linf 0.3 adds") is False
     assert _passed(checks, "ASR-1 grows with linf eps") is False   # 0.5 -> 0.2 -> 0.6
     assert _passed(checks, "ASR-1 grows with steps") is False      # 0.5 -> 0.2
 
@@ -304,7 +304,7 @@ def test_attack_specs_cover_the_tables():
     specs = suite.attack_specs(profiles.defaults("adaptive", "cpu"))
     names = [s["name"] for s in specs]
     assert "PGD Linf 0.3, T" in names and "PGD L0 25, U" in names and "CW L2 2.0" in names
-    assert {s["table"] for s in specs} == {2, 3, 4, "mt", "sanity", "aa"}
+    assert {s["table"] for s in specs} == {2, 3, 4, "mt", "sanity", "apgd", "aa"}
     assert len(names) == len(set(names))
 
 
@@ -317,3 +317,31 @@ def test_convergence_reads_asr_against_steps_from_one_traced_run(trained, mnist_
     assert long["asr"][-1] > 0.9 and long["converged"] and long["n"] == int(arena.eligible().sum())
     short = suite.convergence(cache, arena, loss="margin", norm="linf", eps=0.3, steps=8, step_size=0.005)
     assert not short["converged"] and short["gain"] > 0.02   # 8 tiny steps: still gaining when doubled
+
+
+def test_sanity_checks_compare_cw_multi_targeted_and_apgd_with_the_suite():
+    specs = SPECS + [
+        {"name": "PGD L2 2.0, U", "table": 2, "method": "pgd", "norm": "l2", "eps": 2.0},
+        {"name": "CW L2 2.0", "table": 4, "method": "cw", "eps": 2.0},
+        {"name": "Multi-targeted Linf 0.3", "table": "mt", "method": "multi-targeted", "norm": "linf", "eps": 0.3},
+        {"name": "APGD Linf 0.3, U", "table": "apgd", "method": "pgd", "norm": "linf", "eps": 0.3, "rule": "apgd"}]
+    base = {"PGD Linf 0.3, U": [1] * 5 + [0] * 5, "PGD Linf 0.4, U": [1] * 7 + [0] * 3, "PGD Linf 1, U": [1] * 10,
+            "NES Linf 0.3": [0] * 10, "AutoAttack Linf 0.3": [1] * 5 + [0] * 5, "PGD L2 2.0, U": [1] * 4 + [0] * 6}
+    good = {**base, "CW L2 2.0": [1] * 5 + [0] * 5, "Multi-targeted Linf 0.3": [1] * 6 + [0] * 4,
+            "APGD Linf 0.3, U": [1] * 5 + [0] * 5}
+    table = reports.sanity_checks(_fake_suite(good, specs))
+    checks = dict(zip(table["check"], table["passed"]))
+    assert checks["CW L2 2.0 >= PGD L2 2.0, U"] and checks["Multi-targeted Linf 0.3 >= PGD Linf 0.3, U"]
+    assert checks["APGD Linf 0.3, U adds <= 0.02 to the suite"]
+    bad = {**base, "CW L2 2.0": [1] * 2 + [0] * 8, "Multi-targeted Linf 0.3": [1] * 3 + [0] * 7,
+           "APGD Linf 0.3, U": [0] * 5 + [1] * 3 + [0] * 2}   # APGD breaks three images the suite did not
+    table = reports.sanity_checks(_fake_suite(bad, specs))
+    checks = dict(zip(table["check"], table["passed"]))
+    assert not checks["CW L2 2.0 >= PGD L2 2.0, U"] and not checks["Multi-targeted Linf 0.3 >= PGD Linf 0.3, U"]
+    assert not checks["APGD Linf 0.3, U adds <= 0.02 to the suite"]
+
+
+def test_the_suite_lists_the_apgd_check_from_the_profile():
+    specs = suite.attack_specs(profiles.defaults("adaptive", "cpu"))
+    (apgd,) = [s for s in specs if s["table"] == "apgd"]
+    assert apgd["rule"] == "apgd" and apgd["step_sizes"] == [0.6] and apgd["name"] == "APGD Linf 0.3, U"

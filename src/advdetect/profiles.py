@@ -225,6 +225,8 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "NES_SAMPLES": _by(4, 20, 50),            # antithetic pairs per step (2x queries)
         "HSJ_STEPS": _by(2, 8, 64),              # HopSkipJump iterations (foolbox default 64)
         "HSJ_EVALS": _by(10, 40, 100),            # its initial gradient-estimation queries
+        "APGD_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
+        "APGD_STEPS": _by(10, 100, 1000),         # APGD (Croce & Hein's step rule) on the defences' own losses
         "AA_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
         "AA_VERSION": _by("custom", "custom", "standard"),   # custom: APGD-CE + APGD-T only
         "AA_ITER": _by(5, 25, 100),

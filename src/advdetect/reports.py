@@ -477,8 +477,10 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
     passed): unbounded budgets (every ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall
     as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); ASR-1 does
     not fall as steps grow (``sweeps``: defence -> (steps, ASR-1) of independent runs); black-box ASR-1 does not
-    exceed white-box ASR-1 on the same points; AutoAttack finds at most ``aa_margin`` more successes than the
-    whole white-box suite at its budget."""
+    exceed white-box ASR-1 on the same points; AutoAttack breaks at most a share ``aa_margin`` of the eligible
+    images that the whole white-box suite at its budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step rule
+    on each defence's own losses); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
+    attack (best of all targets) is no weaker than untargeted PGD of its budget."""
     rows = []
 
     def add(d, check, value, passed):
@@ -523,11 +525,23 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
             w = asr(wb, m)
             add(d, f"{s['name']} <= white-box", f"{bb:.2f} vs {w:.2f}", bb <= w + 1.0 / n)
         for s in suite.specs:
-            if s["table"] == "aa":
+            if s["table"] in ("aa", "apgd"):
                 c = _aa_comparison(suite, d, s)
-                va, vo = c["AutoAttack ASR-1"], c["our suite ASR-1"]
-                add(d, f"{s['name']} <= suite + {aa_margin:g}",
-                    f"{va:.2f} vs {vo:.2f} ({c['found only by AutoAttack']} found only by AA)", va <= vo + aa_margin)
+                va, vo, only = c["AutoAttack ASR-1"], c["our suite ASR-1"], c["found only by AutoAttack"]
+                add(d, f"{s['name']} adds <= {aa_margin:g} to the suite",
+                    f"{va:.2f} vs {vo:.2f} ({only} found only by it)", only / n <= aa_margin)
+        names = {s["name"]: s for s in suite.specs}
+        for s in suite.specs:
+            if s["method"] == "cw":   # CW is no weaker than untargeted PGD of the same L2 budget
+                pgd = f"PGD {attack_name(*threat(s))}, U"
+                if pgd in names:
+                    vc, vp = suite.get(d, s["name"]), suite.get(d, pgd)
+                    add(d, f"{s['name']} >= {pgd}", f"{vc:.2f} vs {vp:.2f}", vc >= vp - 1.0 / n)
+            if s["table"] == "mt":    # the best of all targets is no weaker than the untargeted attack
+                pgd = f"PGD {attack_name(*threat(s))}, U"
+                if pgd in names:
+                    vm, vp = suite.get(d, s["name"]), suite.get(d, pgd)
+                    add(d, f"{s['name']} >= {pgd}", f"{vm:.2f} vs {vp:.2f}", vm >= vp - 1.0 / n)
     return pd.DataFrame(rows)
 
 

@@ -216,7 +216,7 @@ def attack_specs(p: Mapping) -> list[dict]:
     """The chapter's attacks from its settings ``p`` (the names of the ``adaptive`` chapter of
     :mod:`advdetect.profiles`). Each spec has a ``name`` (ARCLU's row label), the ``table`` it belongs to
     (2: white-box PGD, 4: other white-box methods, "mt": multi-targeted, 3: black-box, "sanity": unbounded
-    budgets, "aa": AutoAttack) and the keywords of :func:`run_spec`."""
+    budgets, "apgd": APGD's step rule on each defence's losses, "aa": AutoAttack) and the keywords of :func:`run_spec`."""
     specs = []
     steps = p["STEPS"]
     for norm, eps in p["BUDGETS"]:
@@ -246,6 +246,10 @@ def attack_specs(p: Mapping) -> list[dict]:
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
         specs.append({"name": f"HopSkipJump {attack_name(norm, eps)}", "table": 3, "method": "hsj", "norm": norm,
                       "eps": eps, "steps": p["HSJ_STEPS"], "initial_evals": p["HSJ_EVALS"]})
+    for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on our losses
+        specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
+                      "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
+                      "rule": "apgd"})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
         if p["AA_VERSION"] == "custom":
