@@ -345,3 +345,19 @@ def test_the_suite_lists_the_apgd_check_from_the_profile():
     specs = suite.attack_specs(profiles.defaults("adaptive", "cpu"))
     (apgd,) = [s for s in specs if s["table"] == "apgd"]
     assert apgd["rule"] == "apgd" and apgd["step_sizes"] == [0.6] and apgd["name"] == "APGD Linf 0.3, U"
+
+
+def test_the_papers_protocols_run_beside_the_suite_on_the_same_arena(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
+              "steps": 10, "step_sizes": [0.05]}]
+    cache = ArtefactCache(tmp_path / "c")
+    # a softmax classifier standing in for ARCLU: the paper's Eq. 17 loss needs only logits
+    res = suite.run_suite(cache, {"ARCLU": trained, "Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
+                          surrogate_x={}, ps=(1, 5), progress=False)
+    table = reports.protocol_comparison(cache, res, steps=10)
+    assert list(table.index.get_level_values(0)) == ["ARCLU", "ARCLU"]      # Vanilla has no paper protocol
+    labels = list(table.index.get_level_values(1))
+    assert labels == ["nearest wrong, sign 10 x 0.01", "nearest wrong, sign 10 x 0.01, targeted"]
+    assert table["its ASR-1"].between(0, 1).all()
+    assert (table["all our L-inf 0.3 attacks"] == res.get("ARCLU", "PGD Linf 0.3, U")).all()

@@ -36,7 +36,7 @@ from .paper import (
     PAPER_NAMES,
     TRADES_MNIST,
 )
-from .suite import SuiteResult, attack_name, threat
+from .suite import PAPER_PROTOCOLS, SuiteResult, attack_name, paper_protocol, threat
 from .training import accuracy
 
 # ------------------------------------------------------------------------------------- GAT robustness (ch. 02)
@@ -614,3 +614,23 @@ def asr_curves(suite: SuiteResult) -> tuple[dict, dict]:
     return curves, erocs
 
 
+def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: float = 0.3) -> pd.DataFrame:
+    """Each paper's own attack on its defence (:data:`advdetect.suite.PAPER_PROTOCOLS`) beside our strongest
+    white-box attack at the same L-inf budget, on the same images and thresholds: ASR-1 with its Wilson 95%
+    interval, so that a gap to the paper can be told from a stronger evaluation."""
+    rows = []
+    for d in suite_result.defences:
+        if d not in PAPER_PROTOCOLS:
+            continue
+        arena = suite_result.arenas[d]
+        elig = arena.eligible()
+        union = union_success(suite_result, d, "linf", eps)
+        n = int(elig.sum())
+        ours = float(union[elig].float().mean()) if n and len(union) else float("nan")
+        for label, r in paper_protocol(cache, arena, d, eps=eps, steps=steps).items():
+            lo, hi = proportion_ci(*r["counts"][arena.ps[0]])
+            olo, ohi = proportion_ci(int(union[elig].sum()), n) if n and len(union) else (np.nan, np.nan)
+            rows.append({"defence": d, "paper's attack": label, "its ASR-1": r[f"ASR-{arena.ps[0]:g}"],
+                         "95% CI": f"{lo:.2f}-{hi:.2f}", f"all our L-inf {eps:g} attacks": ours,
+                         "ours 95% CI": f"{olo:.2f}-{ohi:.2f}"})
+    return pd.DataFrame(rows).set_index(["defence", "paper's attack"])

@@ -346,3 +346,31 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     asr = [float(curve[t - 1]) for t in marks]
     gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
     return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n}
+
+
+#: Each paper's own white-box attack on its defence at L-inf 0.3 (engine keywords besides the budget): ARCLU
+#: (and its L-Ben ablation) attack with the sign-step PGD of Eq. 17 from the natural image, targeted and
+#: untargeted; GAT attacks its integrated classifier with Eq. 12 and its generative classifier with Eq. 9, Adam
+#: on the perturbation, 100 steps of 0.01 (GAT-MNIST's evaluation). ``steps=None``: the chapter's own number.
+PAPER_PROTOCOLS = {
+    "ARCLU": [{"loss": "nearest wrong", "rule": "sign", "step_size": 0.01, "steps": None, "targeted": targeted}
+              for targeted in (False, True)],
+    "GAT integrated": [{"loss": "gat combined", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
+    "GAT generative": [{"loss": "gat detectors", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
+}
+PAPER_PROTOCOLS["L-Ben"] = PAPER_PROTOCOLS["ARCLU"]
+
+
+def paper_protocol(cache, arena: Arena, defence: str, *, eps: float = 0.3, steps: int) -> dict:
+    """The attacks of :data:`PAPER_PROTOCOLS` for ``defence`` on the arena (same images and thresholds as the
+    suite), each evaluated on its own: ``{label: Arena.evaluate() result}``; ``steps`` fills the protocols that
+    take the chapter's number of steps. Empty for a defence whose paper gives no protocol here."""
+    out = {}
+    for proto in PAPER_PROTOCOLS.get(defence, []):
+        n = proto["steps"] or steps
+        label = (f"{proto['loss']}, {proto['rule']} {n} x {proto['step_size']:g}"
+                 f"{', targeted' if proto['targeted'] else ''}")
+        x_adv = pgd_run(cache, arena, loss=proto["loss"], norm="linf", eps=eps, steps=n, step_size=proto["step_size"],
+                        rule=proto["rule"], targeted=proto["targeted"])["x_adv"]
+        out[label] = arena.evaluate(x_adv)
+    return out
