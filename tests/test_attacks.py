@@ -25,7 +25,7 @@ BUDGETS = {"linf": 0.3, "l2": 2.0, "l1": 15.0, "l0": 25}
 
 
 @pytest.mark.parametrize("norm", attacks.NORMS)
-@pytest.mark.parametrize("rule", ["steepest", "adam", "momentum"])
+@pytest.mark.parametrize("rule", ["steepest", "adam", "momentum", "apgd"])
 @pytest.mark.parametrize("start", [False, True])
 def test_iterates_stay_in_the_eps_ball_and_the_box(norm, rule, start):
     model = _toy_classifier()
@@ -164,3 +164,37 @@ def test_trace_records_success_so_far_after_every_step():
     assert torch.equal(res.trace[-1], res.success)
     assert attacks.attack(untargeted_margin(model), x, y, norm="linf", eps=0.3, steps=2,
                           step_size=0.05).trace is None
+
+
+def test_apgd_checkpoints_follow_croce_and_hein():
+    assert attacks.apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert attacks.apgd_checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert attacks.apgd_checkpoints(1) == []
+
+
+def test_apgd_halves_a_step_that_overshoots_and_converges_where_fixed_steps_oscillate():
+    """A quadratic bowl with its minimum inside the ball: fixed sign steps of 2 eps keep jumping across it;
+    APGD halves its step at the checkpoints and ends close to the minimum."""
+    centre = torch.full((4, 1, 2, 2), 0.55)
+
+    def bowl(x_adv, y):
+        return ((x_adv - centre) ** 2).flatten(1).sum(1)
+
+    x = torch.full((4, 1, 2, 2), 0.5)
+    kw = dict(norm="linf", eps=0.3, steps=100, step_size=0.6)
+    fixed = attacks.attack(bowl, x, None, rule="sign", **kw)
+    apgd = attacks.attack(bowl, x, None, rule="apgd", **kw)
+    assert float(fixed.loss.max()) > 1e-3
+    assert float(apgd.loss.max()) < 1e-5
+    assert torch.allclose(apgd.x_adv, centre, atol=2e-3)
+
+
+def test_apgd_breaks_an_undefended_model_at_least_as_often_as_pgd():
+    model = _toy_classifier()
+    torch.manual_seed(1)
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    kw = dict(norm="linf", eps=0.05, steps=20, random_start=False)
+    pgd = attacks.attack(untargeted_margin(model), x, y, rule="sign", step_size=0.0125, **kw)
+    apgd = attacks.attack(untargeted_margin(model), x, y, rule="apgd", step_size=0.1, **kw)
+    assert int(apgd.success.sum()) >= int(pgd.success.sum())
+    assert float(apgd.loss.mean()) <= float(pgd.loss.mean()) + 1e-6

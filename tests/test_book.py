@@ -48,3 +48,22 @@ def test_gibbs_density_integrates_to_one_on_its_grid():
     assert p.shape == (2500,) and np.isclose(p.sum() * cell, 1.0)
     points1, cell1 = density.grid((0.0, 1.0), 100, dim=1)
     assert points1.shape == (100, 1) and np.isclose(cell1, 0.01)
+
+
+def test_glued_values_are_read_back_from_an_executed_notebook(tmp_path):
+    import json
+
+    from advdetect.book import glued
+
+    def out(name, text):
+        return {"output_type": "display_data", "data": {"application/papermill.record/text/plain": text},
+                "metadata": {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}}}
+
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+        out("acc", "0.926"), out("n", "500"), out("ok", "True"), out("label", "'Linf 0.3'"),
+        out("odd", "np.float64(0.5)"), {"output_type": "stream", "name": "stdout", "text": "x"}]},
+        {"cell_type": "code", "source": "", "metadata": {}, "outputs": [out("acc", "0.93")]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    assert glued(path) == {"acc": 0.93, "n": 500, "ok": True, "label": "Linf 0.3", "odd": "np.float64(0.5)"}

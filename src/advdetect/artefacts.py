@@ -24,7 +24,7 @@ from .cache import ArtefactCache, fingerprint, identity
 from .data import random_crop_flip
 from .defences import ClassifierDefence, FeatureDetector
 from .ensemble import DetectorBank, bank_from_classifier
-from .models import MLP, ArcluEncoder, MadryCNN, cifar_network
+from .models import MLP, ArcluEncoder, GaussianMixtureVAE, MadryCNN, cifar_network
 from .objectives import objective
 from .runtime import freeze, seed_everything
 from .training import scaled_attack, train_classifier
@@ -240,6 +240,22 @@ def trades_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
                        store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                        desc="TRADES", warmup=warmup, lr_drops=lr_drops, batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
                            mm, xb, yb, beta=beta, attack=scaled_attack(kwargs, scale))),
+                   device)
+
+
+def resisting_vae(cache, ds, *, width: float, magnitude: float, epochs: int, lr: float, batch_size: int, seed: int,
+                  device) -> Trained:
+    """Resisting's Gaussian-mixture VAE (:class:`~advdetect.models.GaussianMixtureVAE`): one latent coordinate per
+    class, the mixture means one-hot times ``magnitude`` (ARCLU's means without the adversarial cluster),
+    trained on the negative ELBO (:func:`~advdetect.baselines.train_gmvae`)."""
+    k = ds.num_classes
+    means = arclu.class_means(k, l=1, magnitude=magnitude)[:k]
+    config = {**_data(ds), "width": width, "M": magnitude, "epochs": epochs, "lr": lr, "batch": batch_size,
+              "seed": seed}
+    return trained(cache, "resisting_vae", config,
+                   lambda: GaussianMixtureVAE(means, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
+                   lambda store, v: baselines.train_gmvae(store, v, ds.x_train, ds.y_train, epochs=epochs, lr=lr,
+                                                          batch_size=batch_size, seed=seed),
                    device)
 
 

@@ -19,6 +19,11 @@ Step rules (``rule``):
 ``"adam"``      Adam on the perturbation (learning rate = step size, moments reset at every restart), GAT's
                 MNIST attack;
 ``"momentum"``  MIM: g_t = decay * g_{t-1} + grad / ||grad||_1, then a steepest step along g_t.
+``"apgd"``      Croce & Hein's APGD (2020): a steepest step of size eta, then a heavy-ball average with the
+                previous iterate (weight 0.75 on the new point); eta starts at ``step_size`` (they use 2 eps) and
+                is halved, per sample, at the checkpoints of :func:`apgd_checkpoints` when fewer than 75% of the
+                steps since the last checkpoint lowered the objective, or when neither eta nor the best value
+                changed at the last one; a halving restarts that sample from its best point so far.
 
 FGSM is one ``"sign"`` step of size eps (:func:`fgsm`). With ``restarts > 1`` every restart after the first
 starts at a random point; each sample keeps its best iterate over all steps and restarts: a successful one
@@ -37,7 +42,7 @@ import torch
 from .runtime import progress_bar
 
 NORMS = ("linf", "l2", "l1", "l0")
-RULES = ("steepest", "sign", "adam", "momentum")
+RULES = ("steepest", "sign", "adam", "momentum", "apgd")
 
 Objective = Callable[[torch.Tensor, Any], "torch.Tensor | tuple[torch.Tensor, torch.Tensor]"]
 
@@ -192,6 +197,20 @@ def steepest_direction(g: torch.Tensor, norm: str, x_adv: torch.Tensor | None = 
 
 # -------------------------------------------------------------------------------------------------------- engine
 
+def apgd_checkpoints(steps: int) -> list[int]:
+    """APGD's checkpoints for a run of ``steps`` steps (Croce & Hein 2020, Sec. 3.2, in whole steps as their
+    code counts them): the first after 22% of the steps, then intervals shrinking by 3% of the steps down to a
+    floor of 6%: 22, 41, 57, 70, 80, 87, 93, 99 for 100 steps."""
+    interval = max(int(0.22 * steps), 1)
+    floor, shrink = max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    out, k = [], interval
+    while k < steps:
+        out.append(k)
+        interval = max(interval - shrink, floor)
+        k += interval
+    return out
+
+
 def _evaluate(objective: Objective, x: torch.Tensor, y: Any):
     out = objective(x, y)
     if isinstance(out, tuple):
@@ -206,6 +225,58 @@ def _slice(y: Any, idx: slice):
     if isinstance(y, (tuple, list)):
         return type(y)(_slice(v, idx) for v in y)
     return y[idx]
+
+
+class _ApgdState:
+    """The per-sample bookkeeping of the ``"apgd"`` rule within one restart (minimisation)."""
+
+    rho, alpha = 0.75, 0.75
+
+    def __init__(self, x: torch.Tensor, delta: torch.Tensor, step_size: float, steps: int):
+        b = len(x)
+        self.eta = torch.full((b,), float(step_size), device=x.device, dtype=x.dtype)
+        self.checkpoints = apgd_checkpoints(steps)
+        self.last_checkpoint = 0
+        self.prev_delta = delta.clone()
+        self.prev_loss: torch.Tensor | None = None
+        self.best_loss = torch.full((b,), math.inf, device=x.device, dtype=x.dtype)
+        self.best_delta = delta.clone()
+        self.best_grad = torch.zeros_like(x)
+        self.improved = torch.zeros(b, device=x.device)
+        self.best_at_checkpoint = self.best_loss.clone()
+        self.halved_at_checkpoint = torch.zeros(b, dtype=torch.bool, device=x.device)
+
+    def observe(self, k: int, delta, loss, g):
+        """Record the objective (and gradient) at iterate ``k``; at a checkpoint, halve eta where APGD's
+        conditions hold and move those samples back to their best point, with that point's gradient. Returns
+        (delta, gradient) to step from."""
+        if self.prev_loss is not None:
+            self.improved += (loss < self.prev_loss).float()
+        self.prev_loss = loss.clone()
+        better = loss < self.best_loss
+        self.best_loss = torch.where(better, loss, self.best_loss)
+        self.best_delta = torch.where(_view(better, delta), delta, self.best_delta)
+        self.best_grad = torch.where(_view(better, g), g, self.best_grad)
+        if k in self.checkpoints:
+            span = k - self.last_checkpoint
+            slow = self.improved < self.rho * span
+            stuck = ~self.halved_at_checkpoint & (self.best_loss >= self.best_at_checkpoint)
+            halve = slow | stuck
+            self.eta = torch.where(halve, self.eta / 2, self.eta)
+            delta = torch.where(_view(halve, delta), self.best_delta, delta)
+            g = torch.where(_view(halve, g), self.best_grad, g)
+            self.prev_delta = torch.where(_view(halve, delta), self.best_delta, self.prev_delta)
+            self.halved_at_checkpoint = halve
+            self.best_at_checkpoint = self.best_loss.clone()
+            self.improved.zero_()
+            self.last_checkpoint = k
+        return delta, g
+
+    def average(self, k: int, delta, z, project_fn):
+        """x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1})); the first step takes z itself."""
+        new = z if k == 0 else project_fn(delta + self.alpha * (z - delta) + (1 - self.alpha) * (delta - self.prev_delta))
+        self.prev_delta = delta
+        return new
 
 
 def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = "linf", eps: float,
@@ -283,12 +354,16 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
             recorded[0] = (x + delta).detach().clone()
         m = torch.zeros_like(x) if step_rule in ("adam", "momentum") else None
         v = torch.zeros_like(x) if step_rule == "adam" else None
+        if step_rule == "apgd":
+            ap = _ApgdState(x, delta, step_size, steps)
         for t in range(1, steps + 1):
             x_adv = (x + delta).requires_grad_(True)
             loss, succ = _evaluate(objective, x_adv, y)
             (g,) = torch.autograd.grad(loss.sum(), x_adv)
             n_grad += 1
             keep_best(x_adv, loss, succ)
+            if step_rule == "apgd":
+                delta, g = ap.observe(t - 1, delta, loss.detach(), g)
             if trace and best_succ is not None:
                 history.append(best_succ.clone())
             if early_stop and best_succ is not None and bool(best_succ.all()):
@@ -299,13 +374,19 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
                 elif step_rule == "momentum":
                     m = decay * m + g / _view(_flat(g).abs().sum(1).clamp_min(1e-12), g)
                     direction = steepest_direction(m, norm, x_adv, bounds, l1_quantile)
+                elif step_rule == "apgd":
+                    direction = steepest_direction(g, norm, x + delta, bounds, l1_quantile)
                 else:  # adam on the perturbation
                     b1, b2 = adam_betas
                     m.mul_(b1).add_(g, alpha=1 - b1)
                     v.mul_(b2).addcmul_(g, g, value=1 - b2)
                     direction = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + 1e-8)
-                delta = delta - step_size * direction
-                delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+                if step_rule == "apgd":
+                    z = project((x + delta - _view(ap.eta, x) * direction).clamp(lo, hi) - x, norm, eps)
+                    delta = ap.average(t - 1, delta, z, lambda d: project((x + d).clamp(lo, hi) - x, norm, eps))
+                else:
+                    delta = delta - step_size * direction
+                    delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
                 if restart == 0 and t in wanted:
                     recorded[t] = (x + delta).detach().clone()
         else:

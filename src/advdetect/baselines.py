@@ -1,5 +1,5 @@
-"""The baselines' training: TRADES' loss (Zhang et al. 2019) and fitting the LID and Mahalanobis detectors
-(Ma et al. 2018; Lee et al. 2018). Their decision rules live in :mod:`advdetect.defences`; the cached models in
+"""The baselines' training: TRADES' loss (Zhang et al. 2019), fitting the LID and Mahalanobis detectors
+(Ma et al. 2018; Lee et al. 2018) and the Gaussian-mixture VAE of Resisting (Ghosh et al. 2019). Their decision rules live in :mod:`advdetect.defences`; the cached models in
 :mod:`advdetect.artefacts`.
 """
 
@@ -18,6 +18,7 @@ from . import attacks
 from .defences import FeatureDetector
 from .objectives import kl_divergence
 from .runtime import device_of
+from .training import fit
 
 
 def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, beta: float, attack: Mapping):
@@ -68,3 +69,44 @@ def fit_feature_detector(detector: FeatureDetector, x_ref: torch.Tensor, y_ref: 
     lr = LogisticRegression(max_iter=1000, random_state=seed).fit(X, labels)
     detector.set_regression(mean, std, lr.coef_[0], float(lr.intercept_[0]))
     return {"train AUC": float(roc_auc_score(labels, lr.decision_function(X)))}
+
+
+# ------------------------------------------------------------------------------------- Resisting (GMM-VAE)
+
+def gmvae_loss(vae, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The negative ELBO of the class-conditional Gaussian-mixture VAE per image (Ghosh et al. 2019): the binary
+    cross-entropy of the reconstruction of one posterior sample, summed over pixels, plus the KL divergence from
+    the posterior N(mu, sigma^2) to the prior component of the image's class, N(mean_y, I); averaged."""
+    mu, logvar = vae.encode(x)
+    noise = torch.randn(mu.shape, generator=generator).to(mu) if generator is not None else torch.randn_like(mu)
+    z = mu + (0.5 * logvar).exp() * noise
+    rec = F.binary_cross_entropy_with_logits(vae.dec(z), x, reduction="none").flatten(1).sum(1)
+    kl = 0.5 * (logvar.exp() + (mu - vae.means[y]).pow(2) - 1 - logvar).sum(1)
+    return (rec + kl).mean()
+
+
+def train_gmvae(store, vae, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 1e-3,
+                batch_size: int = 100, seed: int = 0, desc: str = "Resisting VAE", progress: bool = True):
+    """Adam on :func:`gmvae_loss` through the checkpoint ``store`` (:func:`advdetect.training.fit`); the history
+    logs the loss and the training accuracy of the nearest-mean classification per epoch."""
+    device = device_of(vae)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def epoch_fn(epoch: int):
+        order = torch.randperm(len(y), generator=gen)
+        total, correct, loss_sum = 0, 0, 0.0
+        for start in range(0, len(y), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            loss = gmvae_loss(vae, xb, yb, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                correct += int((torch.cdist(vae(xb), vae.means).argmin(1) == yb).sum())
+            total += len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
+        return {"loss": loss_sum / total, "train_acc": correct / total}
+
+    return fit(store, vae, optimizer, epoch_fn, epochs, desc=desc, progress=progress)

@@ -13,6 +13,8 @@ and ``--keep-going``, and prints where ``index.html`` is.
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 import re
 import shutil
@@ -93,6 +95,28 @@ def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeou
                             kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False,
                             execution_timeout=cell_timeout or CELL_TIMEOUT[profile])
         print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
+
+
+def glued(notebook: str | os.PathLike) -> dict:
+    """The values an executed notebook glued (``myst_nb.glue``), by name: numbers, strings, booleans and lists or
+    dicts of them, read back from their text form; anything else stays a string. A later glue of the same name
+    wins, as in the rendered book."""
+    nb = json.loads(Path(notebook).read_text())
+    out = {}
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            text = o.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain")
+            if text is None:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                out[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                out[meta["name"]] = text
+    return out
 
 
 def render(root: Path) -> Path:

@@ -12,7 +12,14 @@ import torch
 from . import arclu, artefacts, gat, plotting, profiles
 from .artefacts import Trained
 from .data import load_for
-from .defences import ClassifierDefence, Defence, DistanceDefence, FeatureSqueezing, GatGenerative, GatIntegrated
+from .defences import (
+    ClassifierDefence,
+    Defence,
+    DistanceDefence,
+    FeatureSqueezing,
+    GatGenerative,
+    GatIntegrated,
+)
 from .embedding import METHODS
 from .objectives import Criterion
 

@@ -12,6 +12,8 @@ defence            logits                                       score (reject if
 GAT integrated     natural classifier f                         minus the detector logit of f's class
 GAT generative     the K detectors' logits                      minus the largest detector logit
 ARCLU, L-Ben       minus the distances to the K class means     distance to the nearest class mean (Eq. 16)
+Resisting          minus the distances of the VAE's posterior   that distance plus the L2 reconstruction
+                   mean to the K mixture means                  error (ARCLU Table 1; Ghosh et al. 2019)
 Vanilla, Madry,    the classifier's logits                      -log max softmax (the confidence baseline of
 TRADES                                                          Hendrycks & Gimpel, ARCLU's "Vanilla")
 FS                 the classifier's logits                      L1 distance of the softmax before and after
@@ -178,6 +180,32 @@ class DistanceDefence(Defence):
     def classify(self, z: torch.Tensor) -> torch.Tensor:
         """Eq. 16's classification of representations ``z`` (any device): the nearest class mean."""
         return torch.cdist(z, self.means.to(z))[:, :self.num_classes].argmin(1)
+
+
+class ResistingDefence(Defence):
+    """Resisting (Ghosh et al. 2019) as ARCLU's Table 1 describes it: a VAE with a Gaussian-mixture prior
+    (:class:`~advdetect.models.GaussianMixtureVAE`) classifies by the mixture mean nearest to the posterior mean
+    ``H(x)`` and scores ``||H(x) - mu_pred||_2 + ||x - rec(x)||_2``. Paper objective: the composite loss (the
+    margin, then the score), which attacks both terms."""
+
+    paper_objective = "composite"
+
+    def __init__(self, name: str, vae: nn.Module):
+        super().__init__(name, vae.num_outputs)
+        self.vae = vae
+
+    def outputs(self, x):
+        z = self.vae(x)
+        d = torch.cdist(z, self.vae.means)
+        rec = self.vae.decode(z)
+        error = (x - rec).flatten(1).norm(dim=1)
+        return Outputs(-d, d.amin(1) + error)
+
+    def _represent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae(x)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(z, self.vae.means.to(z)).argmin(1)
 
 
 def median_filter(x: torch.Tensor, size: int = 2) -> torch.Tensor:

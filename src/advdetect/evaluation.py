@@ -11,7 +11,7 @@ accepted after it), EROC and the per-sample success, all through :class:`~advdet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ def random_targets(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
 class Arena:
     """One defence and what every attack on it shares: the attacked points ``(x, y)``, the held-out benign
     inputs that set the thresholds, their decisions, the thresholds at each FPR ``ps`` (in %) and the random
-    targets of targeted attacks (seeded)."""
+    targets of targeted attacks (seeded). ``attack_ps`` (default: every p) are the operating points that the
+    white-box attacks aim at, each with its own run (see :meth:`evaluate`)."""
 
     defence: Any
     x: torch.Tensor
@@ -40,6 +41,7 @@ class Arena:
     x_heldout: torch.Tensor
     ps: tuple = (1, 2, 5, 10)
     seed: int = 0
+    attack_ps: tuple | None = None
     heldout: tuple = field(init=False)
     clean: tuple = field(init=False)
     tau: dict = field(init=False)
@@ -48,6 +50,9 @@ class Arena:
     def __post_init__(self):
         k = self.defence.num_classes
         self.ps = tuple(self.ps)
+        self.attack_ps = self.ps if self.attack_ps is None else tuple(self.attack_ps)
+        if not self.attack_ps or any(p not in self.ps for p in self.attack_ps):
+            raise ValueError(f"attack_ps {self.attack_ps} must be a non-empty subset of ps {self.ps}")
         self.heldout = self.defence.decide(self.x_heldout)
         self.clean = self.defence.decide(self.x)
         self.tau = {p: torch.as_tensor(thresholds_at_fpr(self.heldout[1], self.heldout[0], p / 100, k),
@@ -69,13 +74,28 @@ class Arena:
     def accuracy(self) -> float:
         return float((self.clean[0] == self.y).float().mean())
 
-    def evaluate(self, x_adv: torch.Tensor) -> dict:
+    def evaluate(self, x_adv) -> dict:
         """ASR-p for every p (with the counts behind it), EROC over the misclassified adversarial examples
-        against the held-out benign inputs, and the per-sample success at the first p."""
-        pred, score = self.defence.decide(x_adv)
-        out: dict[str, Any] = {"counts": {}}
+        against the held-out benign inputs, and the per-sample success at the first p. ``x_adv`` is one set of
+        adversarial examples for every p, or ``{p: examples}`` with the examples aimed at each p (a p missing
+        there takes the first p's); EROC, ``success``, ``pred``, ``score`` and ``x_adv`` in the result are those
+        of the first p."""
+        by_p = dict(x_adv) if isinstance(x_adv, dict) else {}
+        first = by_p.get(self.ps[0], x_adv if not isinstance(x_adv, dict) else None)
+        if first is None:
+            raise ValueError(f"examples for the first operating point p={self.ps[0]} are needed")
+        decided: dict[int, tuple] = {}
+
+        def decide(xa):
+            if id(xa) not in decided:
+                decided[id(xa)] = self.defence.decide(xa)
+            return decided[id(xa)]
+
+        pred, score = decide(first)
+        out: dict[str, Any] = {"counts": {}, "x_adv": first}
         for p in self.ps:
-            out[f"ASR-{p:g}"], succ, n = attack_success_ratio(self.y, self.clean[0], self.clean[1], pred, score,
+            pp, sp = decide(by_p.get(p, first))
+            out[f"ASR-{p:g}"], succ, n = attack_success_ratio(self.y, self.clean[0], self.clean[1], pp, sp,
                                                               self.tau[p])
             out["counts"][p] = (succ, n)
         fooled = pred != self.y
@@ -95,10 +115,11 @@ class Arena:
                                      self.clean[1], result["pred"], result["score"], k) for f in fprs])
 
 
-def best_of(arena: Arena, candidates: list[torch.Tensor]) -> torch.Tensor:
-    """Per sample, the candidate adversarial example that succeeds (misclassified, not rejected at the first
-    threshold) with the largest room under the threshold; among failures, a misclassified one closest to it."""
-    criterion = arena.criterion()
+def best_of(arena: Arena, candidates: list[torch.Tensor], p: float | None = None) -> torch.Tensor:
+    """Per sample, the candidate adversarial example that succeeds (misclassified, not rejected at the
+    thresholds of p% false positives, default the first p) with the largest room under the threshold; among
+    failures, a misclassified one closest to it."""
+    criterion = arena.criterion(p)
     best, best_key = None, None
     for xa in candidates:
         pred, score = arena.defence.decide(xa)
@@ -128,3 +149,11 @@ def attacked_points(ds, n: int, seed: int = 0):
     chosen = torch.as_tensor(chosen, dtype=torch.long)  # shuffled: any prefix is a fair sample
     x_heldout = torch.cat([ds.x_val, ds.x_test[torch.as_tensor(rest, dtype=torch.long)]])
     return ds.x_test[chosen], ds.y_test[chosen], x_heldout
+
+
+def best_per_p(arena: Arena, runs: Mapping[float, list[torch.Tensor]]) -> dict:
+    """The examples aimed at each operating point: ``runs`` maps each attacked p to its candidate runs; for every
+    p of the arena, the per-sample best (at tau_p) over the candidates of *all* attacked ps - an example aimed at
+    a stricter threshold can be the best at a looser one. Returns ``{p: examples}``."""
+    pool = [xa for xs in runs.values() for xa in xs]
+    return {p: best_of(arena, pool, p) for p in arena.ps}

@@ -81,6 +81,49 @@ class ArcluEncoder(SmallCNN):
         self.m = m
 
 
+class GaussianMixtureVAE(nn.Module):
+    """The convolutional VAE of the Resisting baseline (Ghosh et al. 2019; ARCLU Table 1: a 10-layer CNN VAE on
+    MNIST) whose prior is a mixture of K unit Gaussians, one per class, at fixed ``means`` ``(K, latent)``.
+
+    Encoder: conv 4x4/2 32, conv 4x4/2 64, FC 256 -> the posterior's mean and log-variance in ``latent``
+    dimensions; decoder: FC 256, FC 64x7x7, transposed conv 4x4/2 32, transposed conv 4x4/2 to the image,
+    sigmoid (ten layers with the two heads). ``forward(x)`` returns the posterior mean, the representation that
+    the defence classifies; ``reconstruct(x)`` decodes it."""
+
+    def __init__(self, means: torch.Tensor, in_channels: int = 1, image_size: int = 28, width: float = 1.0):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"GaussianMixtureVAE needs an image size divisible by 4, got {image_size}")
+        c1, c2, f = (max(1, round(v * width)) for v in (32, 64, 256))
+        self.in_channels, self.image_size, self.latent = in_channels, image_size, means.shape[1]
+        self.num_outputs = means.shape[0]
+        self.register_buffer("means", means.clone().float())
+        s = image_size // 4
+        self.enc = nn.Sequential(nn.Conv2d(in_channels, c1, 4, 2, 1), nn.ReLU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(c2 * s * s, f), nn.ReLU())
+        self.mu = nn.Linear(f, self.latent)
+        self.logvar = nn.Linear(f, self.latent)
+        self.dec = nn.Sequential(nn.Linear(self.latent, f), nn.ReLU(), nn.Linear(f, c2 * s * s), nn.ReLU(),
+                                 nn.Unflatten(1, (c2, s, s)), nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(),
+                                 nn.ConvTranspose2d(c1, in_channels, 4, 2, 1))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance."""
+        _check_image(x, self.in_channels, self.image_size, type(self).__name__)
+        h = self.enc(x)
+        return self.mu(h), self.logvar(h).clamp(-10.0, 10.0)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities in [0, 1]."""
+        return torch.sigmoid(self.dec(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.forward(x))
+
+
 class MLP(nn.Module):
     """Fully connected ReLU network ``in_dim -> hidden... -> out_dim`` (GAT App. F: 2-500x5-1)."""
 

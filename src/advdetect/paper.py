@@ -132,7 +132,7 @@ ARCLU_TABLE4_MNIST = _by_baseline(_T4, _T4_BASELINES, ("ASR-2", "ASR-5", "EROC")
 
 #: ARCLU's names of the baselines (Table 2's columns) for the head-to-head chapter's defences; GAT's two
 #: classifiers and MAHA on MNIST have no column there
-PAPER_NAMES = {"ARCLU": "Ours", "L-Ben": "L-Ben", "Vanilla": "Vanilla", "FS": "FS", "LID": "LID", "Madry": "Madry",
+PAPER_NAMES = {"ARCLU": "Ours", "L-Ben": "L-Ben", "Vanilla": "Vanilla", "Resisting": "Resisting", "FS": "FS", "LID": "LID", "Madry": "Madry",
                "TRADES": "TRADES"}
 
 # The ARCLU repository's own quick MNIST check: untargeted adaptive PGD (Eq. 17) at L-inf 0.3 with the training

@@ -197,6 +197,7 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "N_TEST": _by(20, 80, 1000),              # attacked test images, a fixed seeded stratified subset
         "N_BLACKBOX": _by(10, 15, 500),           # of which NES and HopSkipJump attack the first ones
         "FPRS": _same([1, 2, 5, 10]),             # ASR-p: thresholds at p% false positives (ARCLU: 1)
+        "ATTACK_PS": _by([1, 5], [1], [1, 2, 5, 10]),   # the p that white-box attacks aim at, each with its own runs
         "STEPS": _by(5, 40, 1000),                # PGD/MIM steps (ARCLU: 1000, Fig 7)
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
         "STEP_SIZES": _by({"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},
@@ -225,6 +226,8 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "NES_SAMPLES": _by(4, 20, 50),            # antithetic pairs per step (2x queries)
         "HSJ_STEPS": _by(2, 8, 64),              # HopSkipJump iterations (foolbox default 64)
         "HSJ_EVALS": _by(10, 40, 100),            # its initial gradient-estimation queries
+        "APGD_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
+        "APGD_STEPS": _by(10, 100, 1000),         # APGD (Croce & Hein's step rule) on the defences' own losses
         "AA_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
         "AA_VERSION": _by("custom", "custom", "standard"),   # custom: APGD-CE + APGD-T only
         "AA_ITER": _by(5, 25, 100),

@@ -28,8 +28,8 @@ import torch
 
 from . import attacks, blackbox
 from .artefacts import attack_examples, memo
-from .evaluation import Arena, best_of
-from .objectives import objective, penalised
+from .evaluation import Arena, best_per_p
+from .objectives import Criterion, objective, penalised
 from .runtime import device_of, progress_bar
 
 METHODS = ("pgd", "mim", "fgsm", "cw", "multi-targeted", "transfer", "nes", "hsj", "autoattack")
@@ -57,10 +57,12 @@ _ENGINE = {"pgd": attacks.attack, "mim": attacks.mim, "fgsm": attacks.fgsm}
 
 def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, method: str = "pgd", norm: str = "linf",
             steps: int = 1, step_size: float | None = None, rule: str = "steepest", random_start: bool = False,
-            restarts: int = 1, trace: bool = False, target_offset: int | None = None, batch_size: int = 500) -> dict:
-    """One run of the engine (``method``: ``pgd``, ``mim`` or ``fgsm``; cached) on the arena's criterion:
-    ``{"x_adv"}``, with ``trace`` also ``"trace"``: (steps, N) which samples had succeeded after each step. A
-    targeted run aims at the arena's random targets, or with ``target_offset`` r at the classes (y + r) mod K."""
+            restarts: int = 1, trace: bool = False, target_offset: int | None = None, batch_size: int = 500,
+            p: float | None = None) -> dict:
+    """One run of the engine (``method``: ``pgd``, ``mim`` or ``fgsm``; cached) on the arena's criterion at the
+    thresholds of ``p``% false positives (default: the first p): ``{"x_adv"}``, with ``trace`` also
+    ``"trace"``: (steps, N) which samples had succeeded after each step. A targeted run aims at the arena's
+    random targets, or with ``target_offset`` r at the classes (y + r) mod K."""
     if method not in _ENGINE:
         raise ValueError(f"unknown engine attack {method!r}: choose one of {', '.join(_ENGINE)}")
     run = {"method": method, "loss": loss, "eps": eps, "targeted": targeted, "random_start": random_start,
@@ -69,6 +71,8 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
         run.update(norm=norm, steps=steps, step_size=step_size, **({"rule": rule} if method == "pgd" else {}))
     if target_offset is not None:
         run["target_offset"] = int(target_offset)
+    if p is not None and p != arena.ps[0]:
+        run["p"] = p
 
     def compute():
         dev = arena.device
@@ -81,7 +85,7 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
             kw.update(norm=norm, steps=steps, step_size=step_size)
         if method == "pgd":
             kw["rule"] = rule
-        res = _ENGINE[method](objective(arena.defence, loss, arena.criterion().to(dev), targeted), arena.x.to(dev),
+        res = _ENGINE[method](objective(arena.defence, loss, arena.criterion(p).to(dev), targeted), arena.x.to(dev),
                               labels, eps=eps, **kw)
         out = {"x_adv": res.x_adv.cpu()}
         if trace:
@@ -92,47 +96,59 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
 
 
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
-              step_sizes=(0.01,), losses=None, **kwargs) -> torch.Tensor:
-    """The per-sample best adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) over the losses
-    (default :func:`losses_for`) and step sizes (FGSM has one step of size eps)."""
+              step_sizes=(0.01,), losses=None, **kwargs) -> dict:
+    """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
+    every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`) and step size (FGSM has one
+    step of size eps) on the thresholds of p; per p of the arena the per-sample best over all runs
+    (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
     losses = losses_for(arena.defence) if losses is None else list(losses)
-    runs = []
-    for loss in losses:
-        for a in ([None] if method == "fgsm" else step_sizes):
-            runs.append(pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps, steps=steps,
-                                step_size=a, targeted=targeted, **kwargs)["x_adv"])
-    return best_of(arena, runs)
+    runs = {}
+    for p in arena.attack_ps:
+        runs[p] = [pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps, steps=steps, step_size=a,
+                           targeted=targeted, p=p, **kwargs)["x_adv"]
+                   for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
+    return best_per_p(arena, runs)
 
 
 def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, step_size: float,
-                   random_start: bool = True) -> torch.Tensor:
+                   random_start: bool = True) -> dict:
     """Tramer et al. 2020's multi-targeted attack on any defence: for each of the K-1 other classes t, first
     make the defence predict t, then lower the score below tau_t (the targeted composite loss); per sample the
-    best over targets. Each target's run is a cached :func:`pgd_run`."""
-    runs = [pgd_run(cache, arena, loss="composite", norm=norm, eps=eps, steps=steps, step_size=step_size, targeted=True,
-                    random_start=random_start, target_offset=r)["x_adv"] for r in range(1, arena.defence.num_classes)]
-    return best_of(arena, runs)
+    best over targets, aimed at each p of ``arena.attack_ps``. Each target's run is a cached :func:`pgd_run`.
+    Returns ``{p: examples}``."""
+    runs = {p: [pgd_run(cache, arena, loss="composite", norm=norm, eps=eps, steps=steps, step_size=step_size,
+                        targeted=True, random_start=random_start, target_offset=r, p=p)["x_adv"]
+                for r in range(1, arena.defence.num_classes)] for p in arena.attack_ps}
+    return best_per_p(arena, runs)
 
 
 def cw_l2(cache, arena: Arena, *, eps: float, searches: int = 5, steps: int = 100, lr: float = 0.01,
-          c_init: float = 1.0, loss: str = "composite") -> torch.Tensor:
-    """Carlini & Wagner's L2 attack adapted to the defence: Adam (learning rate ``lr``) on the perturbation of
-    ||delta||_2^2 + c * max(loss, 0) in the box, with a binary search on c over ``searches`` rounds (start
-    ``c_init``; times 10 while no round has succeeded). Keeps per sample the smallest successful perturbation
-    and counts it a success only within the L2 budget ``eps``; a sample without one keeps the input (a
-    failure). Cached."""
-    run = {"method": "cw", "eps": eps, "searches": searches, "steps": steps, "lr": lr, "c": c_init, "loss": loss}
+          c_init: float = 1.0, loss: str = "composite", kappa: float = 0.0) -> dict:
+    """Carlini & Wagner's L2 attack adapted to the defence, aimed at each p of ``arena.attack_ps``: Adam
+    (learning rate ``lr``) on the perturbation of ||delta||_2^2 + c * max(loss, 0), with a binary search on c
+    over ``searches`` rounds (start ``c_init``; times 10 while no round has succeeded), where success means
+    misclassified with a score at least ``kappa`` held-out standard deviations under tau_p (CW's confidence
+    margin: the smallest successful perturbation then lies below the threshold, not on it). Keeps per sample
+    the smallest such perturbation and counts it only within the L2 budget ``eps``; a sample without one keeps
+    the input (a failure). Cached. Returns ``{p: examples}`` (:func:`advdetect.evaluation.best_per_p`)."""
+    spread = float(arena.heldout[1].std()) if len(arena.heldout[1]) > 1 else 0.0
+    runs = {}
+    for p in arena.attack_ps:
+        run = {"method": "cw", "eps": eps, "searches": searches, "steps": steps, "lr": lr, "c": c_init,
+               "loss": loss, "kappa": kappa, "p": p}
 
-    def compute():
-        dev = arena.device
-        x, y = arena.x.to(dev), arena.y.to(dev)
-        fn = penalised(arena.defence, loss, arena.criterion().to(dev), penalty_on="loss")
-        best_x, best_l2 = attacks.penalty_search(fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init,
-                                                 penalty_on="loss", batch_size=500)
-        keep = best_l2 <= eps + 1e-6
-        return {"x_adv": torch.where(keep[:, None, None, None], best_x, x).cpu()}
+        def compute(p=p):
+            dev = arena.device
+            x, y = arena.x.to(dev), arena.y.to(dev)
+            criterion = Criterion(arena.tau[p] - kappa * spread).to(dev)
+            fn = penalised(arena.defence, loss, criterion, penalty_on="loss")
+            best_x, best_l2 = attacks.penalty_search(fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init,
+                                                     penalty_on="loss", batch_size=500)
+            keep = best_l2 <= eps + 1e-6
+            return {"x_adv": torch.where(keep[:, None, None, None], best_x, x).cpu()}
 
-    return _cached(cache, arena, run, compute)["x_adv"]
+        runs[p] = [_cached(cache, arena, run, compute)["x_adv"]]
+    return best_per_p(arena, runs)
 
 
 # --------------------------------------------------------------------------------- black-box and AutoAttack
@@ -200,7 +216,7 @@ def attack_specs(p: Mapping) -> list[dict]:
     """The chapter's attacks from its settings ``p`` (the names of the ``adaptive`` chapter of
     :mod:`advdetect.profiles`). Each spec has a ``name`` (ARCLU's row label), the ``table`` it belongs to
     (2: white-box PGD, 4: other white-box methods, "mt": multi-targeted, 3: black-box, "sanity": unbounded
-    budgets, "aa": AutoAttack) and the keywords of :func:`run_spec`."""
+    budgets, "apgd": APGD's step rule on each defence's losses, "aa": AutoAttack) and the keywords of :func:`run_spec`."""
     specs = []
     steps = p["STEPS"]
     for norm, eps in p["BUDGETS"]:
@@ -230,6 +246,10 @@ def attack_specs(p: Mapping) -> list[dict]:
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
         specs.append({"name": f"HopSkipJump {attack_name(norm, eps)}", "table": 3, "method": "hsj", "norm": norm,
                       "eps": eps, "steps": p["HSJ_STEPS"], "initial_evals": p["HSJ_EVALS"]})
+    for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on our losses
+        specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
+                      "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
+                      "rule": "apgd"})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
         if p["AA_VERSION"] == "custom":
@@ -267,23 +287,25 @@ class SuiteResult:
 
 
 def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_heldout: torch.Tensor,
-              specs: list, *, n_blackbox: int, surrogate_x: Mapping, ps=(1, 2, 5, 10), seed: int = 0,
-              progress: bool = True) -> SuiteResult:
+              specs: list, *, n_blackbox: int, surrogate_x: Mapping, ps=(1, 2, 5, 10), attack_ps=None,
+              seed: int = 0, progress: bool = True) -> SuiteResult:
     """Run every attack of ``specs`` on every defence (adversarial examples cached per defence, attack and
-    budget) and evaluate them. NES and HopSkipJump use the first ``n_blackbox`` points only."""
+    budget) and evaluate them. The white-box attacks aim at each p of ``attack_ps`` (default: every p) with
+    runs of their own; the black-box attacks and AutoAttack at the first p. NES and HopSkipJump use the first
+    ``n_blackbox`` points only."""
     results, arenas = {}, {}
     bar = progress_bar([(d, s) for d in defences for s in specs], enabled=progress, desc="attack suite")
     for name, spec in bar:
         bar.set_postfix_str(f"{name}: {spec['name']}")
         if name not in arenas:
-            arenas[name] = Arena(defences[name], x, y, x_heldout, tuple(ps), seed)
+            arenas[name] = Arena(defences[name], x, y, x_heldout, tuple(ps), seed, attack_ps)
             arenas[(name, "subset")] = Arena(defences[name], x[:n_blackbox], y[:n_blackbox], x_heldout, tuple(ps),
-                                             seed)
+                                             seed, attack_ps)
         arena = arenas[(name, "subset")] if spec["method"] in SUBSET_METHODS else arenas[name]
         started = time.perf_counter()
         x_adv = run_spec(cache, arena, spec, surrogate_x)
         r = arena.evaluate(x_adv)
-        r.update(n=len(arena.x), seconds=time.perf_counter() - started, x_adv=x_adv)
+        r.update(n=len(arena.x), seconds=time.perf_counter() - started)
         results[(name, spec["name"])] = r
     return SuiteResult(results, {k: v for k, v in arenas.items() if isinstance(k, str)}, list(specs))
 
@@ -307,3 +329,48 @@ def step_sweeps(cache, arena: Arena, *, norm: str, eps: float, step_sizes, steps
             trace = out["trace"]
     elig = arena.eligible()
     return {"step sizes": by_size, "steps": by_steps, "trace": trace[:, elig].float().mean(1)}
+
+
+def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float,
+                targeted: bool = False, rule: str = "steepest", tolerance: float = 0.02) -> dict:
+    """Has an attack converged? One long run of the engine (cached) with its best-so-far success trace on the
+    arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
+    ``steps`` minus ASR after ``steps // 2``) and ``converged``: that gain is at most ``tolerance``. Returns
+    ``{"steps", "asr", "gain", "converged", "n"}`` (``n``: eligible points)."""
+    out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
+                  targeted=targeted, rule=rule, trace=True)
+    elig = arena.eligible()
+    n = int(elig.sum())
+    curve = out["trace"][:, elig].float().mean(1) if n else torch.zeros(steps)
+    marks = sorted({*(2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps), steps // 2, steps} - {0})
+    asr = [float(curve[t - 1]) for t in marks]
+    gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
+    return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n}
+
+
+#: Each paper's own white-box attack on its defence at L-inf 0.3 (engine keywords besides the budget): ARCLU
+#: (and its L-Ben ablation) attack with the sign-step PGD of Eq. 17 from the natural image, targeted and
+#: untargeted; GAT attacks its integrated classifier with Eq. 12 and its generative classifier with Eq. 9, Adam
+#: on the perturbation, 100 steps of 0.01 (GAT-MNIST's evaluation). ``steps=None``: the chapter's own number.
+PAPER_PROTOCOLS = {
+    "ARCLU": [{"loss": "nearest wrong", "rule": "sign", "step_size": 0.01, "steps": None, "targeted": targeted}
+              for targeted in (False, True)],
+    "GAT integrated": [{"loss": "gat combined", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
+    "GAT generative": [{"loss": "gat detectors", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
+}
+PAPER_PROTOCOLS["L-Ben"] = PAPER_PROTOCOLS["ARCLU"]
+
+
+def paper_protocol(cache, arena: Arena, defence: str, *, eps: float = 0.3, steps: int) -> dict:
+    """The attacks of :data:`PAPER_PROTOCOLS` for ``defence`` on the arena (same images and thresholds as the
+    suite), each evaluated on its own: ``{label: Arena.evaluate() result}``; ``steps`` fills the protocols that
+    take the chapter's number of steps. Empty for a defence whose paper gives no protocol here."""
+    out = {}
+    for proto in PAPER_PROTOCOLS.get(defence, []):
+        n = proto["steps"] or steps
+        label = (f"{proto['loss']}, {proto['rule']} {n} x {proto['step_size']:g}"
+                 f"{', targeted' if proto['targeted'] else ''}")
+        x_adv = pgd_run(cache, arena, loss=proto["loss"], norm="linf", eps=eps, steps=n, step_size=proto["step_size"],
+                        rule=proto["rule"], targeted=proto["targeted"])["x_adv"]
+        out[label] = arena.evaluate(x_adv)
+    return out
