@@ -184,3 +184,12 @@ def test_the_eq10_encoder_training_lowers_its_loss(mnist_small, tmp_path):
     hist = arclu.train_center(ArtefactCache(tmp_path).entry("c", {"t": 1}), enc, mnist_small.x_train[:500],
                               mnist_small.y_train[:500], means, epochs=3, batch_size=50, progress=False)
     assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["train_acc"] > hist[0]["train_acc"]
+
+
+def test_the_overlap_verdict_needs_attacks_that_reached_their_target():
+    from advdetect.arclu import overlap_verdict
+
+    assert overlap_verdict(0.55, 0.6, success=0.95).endswith("the paper's overlap claim holds")
+    assert overlap_verdict(0.95, 0.9).endswith("the overlap claim does not hold")
+    weak = overlap_verdict(0.55, 0.6, success=0.012)
+    assert weak.startswith("only 1% of the targeted attacks") and "cannot be judged" in weak

@@ -81,3 +81,13 @@ def test_wilson_interval_and_distances():
     q = np.array([0.0, 0.0, 1.0, 1.0])
     assert metrics.total_variation(p, q, 0.5) == 1.0 and metrics.total_variation(p, p, 0.5) == 0.0
     assert metrics.hellinger(p, q, 0.5) == 1.0 and metrics.hellinger(p, p, 0.5) == 0.0
+
+
+def test_shares_are_ranked_only_when_their_intervals_do_not_overlap():
+    from advdetect.reports import clear_leader, clearly_above
+
+    assert clearly_above((0.9, 200), (0.5, 200)) and not clearly_above((0.5, 200), (0.9, 200))
+    assert not clearly_above((0.04, 200), (0.005, 200))       # 0.02-0.07 against 0.00-0.03: they overlap
+    assert clear_leader({"a": (1.0, 100), "b": (0.99, 100), "c": (0.98, 100)}) is None
+    assert clear_leader({"a": (0.8, 100), "b": (0.3, 100), "c": (0.1, 100)}) == "a"
+    assert clear_leader({}) is None

@@ -201,11 +201,17 @@ def representation_study(represent, classify, x_benign: torch.Tensor, x_adv: tor
     return result
 
 
-def overlap_verdict(centre_auc: float, knn_accuracy: float) -> str:
+def overlap_verdict(centre_auc: float, knn_accuracy: float, success: float | None = None,
+                    min_success: float = 0.5) -> str:
     """The motivation chapter's reading of the two overlap numbers of :func:`overlap` against ARCLU's claim that
-    adversarial representations overlap the benign clusters."""
-    own = ("form clusters of their own" if knn_accuracy >= 0.8 else
-           "are mixed with the benign points rather than clustered apart")
+    adversarial representations overlap the benign clusters. The claim is about adversarial examples that
+    reach their target: where the targeted attack's ``success`` rate is below ``min_success``, the points are
+    mostly failed attacks still in their own class, and no verdict is given."""
+    if success is not None and success < min_success:
+        return (f"only {success:.0%} of the targeted attacks reached their target, so these points are mostly "
+                "failed attacks that stay in their own class: the overlap claim cannot be judged in this space")
+    own = ("adversarial representations form clusters of their own" if knn_accuracy >= 0.8 else
+           "adversarial representations are mixed with the benign points rather than clustered apart")
     by_distance = ("can barely tell them from benign ones" if centre_auc < 0.6 else
                    "separates them only partly" if centre_auc < 0.9 else "separates them well")
     claim = ("the paper's overlap claim holds" if centre_auc < 0.6 else

@@ -144,6 +144,22 @@ def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, n_auto
     return pd.DataFrame(rows).set_index("classifier")
 
 
+def clearly_above(a: tuple[float, int], b: tuple[float, int]) -> bool:
+    """Whether proportion ``a`` = (share, n) is above ``b`` with room to spare: the Wilson 95% intervals do not
+    overlap and ``a``'s lies higher. The book ranks two measured shares only then."""
+    lo_a, _ = proportion_ci(round(a[0] * a[1]), a[1])
+    _, hi_b = proportion_ci(round(b[0] * b[1]), b[1])
+    return bool(lo_a > hi_b)
+
+
+def clear_leader(shares: Mapping[str, tuple[float, int]]) -> str | None:
+    """The name whose share lies clearly above every other's (:func:`clearly_above`), or None."""
+    if not shares:
+        return None
+    top = max(shares, key=lambda k: shares[k][0])
+    return top if all(clearly_above(shares[top], v) for k, v in shares.items() if k != top) else None
+
+
 def training_costs(models: Mapping[str, object]) -> pd.DataFrame:
     """The training cost of every model (anything with a per-epoch ``history`` whose entries carry ``seconds``:
     a :class:`~advdetect.artefacts.Trained`, a density fit): epochs, wall-clock seconds as measured when it was
