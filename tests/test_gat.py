@@ -223,7 +223,9 @@ def test_perturbing_negatives_in_chunks_equals_one_batch():
     assert torch.allclose(whole, chunked, atol=1e-6)
 
 
-def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is_cached(mnist_small, tmp_path):
+@pytest.fixture(scope="module")
+def linear_classifier(mnist_small):
+    """An undefended linear MNIST classifier (100 full-batch Adam steps) as a defence."""
     torch.manual_seed(0)
     x, y = mnist_small.x_train[:1000], mnist_small.y_train[:1000]
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
@@ -233,7 +235,14 @@ def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     model.eval().num_outputs = 10
-    model = ClassifierDefence("linear", model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return ClassifierDefence("linear", model)
+
+
+def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is_cached(linear_classifier,
+                                                                                         mnist_small, tmp_path):
+    model = linear_classifier
     cache = ArtefactCache(tmp_path)
     xt, yt = mnist_small.x_test[:200], mnist_small.y_test[:200]
     clean = float((model.decide(xt)[0] == yt).float().mean())
@@ -246,19 +255,11 @@ def test_robust_accuracy_is_clean_accuracy_at_eps_zero_falls_under_attack_and_is
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
 
 
-def test_autoattack_on_a_classifier_breaks_an_undefended_one_and_is_cached(mnist_small, tmp_path, monkeypatch):
+def test_autoattack_on_a_classifier_breaks_an_undefended_one_and_is_cached(linear_classifier, mnist_small, tmp_path,
+                                                                          monkeypatch):
     from advdetect import blackbox
 
-    torch.manual_seed(0)
-    x, y = mnist_small.x_train[:1000], mnist_small.y_train[:1000]
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval().num_outputs = 10
-    d = ClassifierDefence("linear", model)
+    d = linear_classifier
     cache = ArtefactCache(tmp_path)
     xt, yt = mnist_small.x_test[:40], mnist_small.y_test[:40]
     assert float((d.decide(xt)[0] == yt).float().mean()) > 0.8

@@ -352,8 +352,10 @@ def test_the_papers_protocols_run_beside_the_suite_on_the_same_arena(trained, mn
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
               "steps": 10, "step_sizes": [0.05]}]
     cache = ArtefactCache(tmp_path / "c")
-    # a softmax classifier standing in for ARCLU: the paper's Eq. 17 loss needs only logits
-    res = suite.run_suite(cache, {"ARCLU": trained, "Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
+    # the classifier's logits as an ARCLU-style space (one-hot means and the origin): a distance defence
+    means = torch.cat([torch.eye(10) * 10, torch.zeros(1, 10)])
+    arclu_like = defences.DistanceDefence("ARCLU", trained.classifier, means)
+    res = suite.run_suite(cache, {"ARCLU": arclu_like, "Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
                           surrogate_x={}, ps=(1, 5), progress=False)
     table = reports.protocol_comparison(cache, res, steps=10)
     assert list(table.index.get_level_values(0)) == ["ARCLU", "ARCLU"]      # Vanilla has no paper protocol

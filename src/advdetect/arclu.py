@@ -28,7 +28,7 @@ from .defences import DistanceDefence
 from .metrics import eroc
 from .objectives import Criterion, objective
 from .runtime import device_of
-from .training import eps_scale, fit, scaled_attack, train_classifier
+from .training import eps_scale, fit, scaled_attack, step_schedule, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -100,8 +100,7 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     x_tau = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 1))[:tau_n]]
 
     def epoch_fn(epoch: int):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.1 ** sum(epoch >= d for d in lr_drops)
+        step_schedule(optimizer, lr, epoch, lr_drops)
         adversary = objective(defence, "nearest wrong", Criterion(defence.thresholds(x_tau, fpr, 1000).to(device)))
         order = torch.randperm(len(y), generator=gen)
         loss_sum, succ, correct, total = 0.0, 0, 0, 0

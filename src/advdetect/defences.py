@@ -26,7 +26,9 @@ MAHA               the classifier's logits                      logistic regress
 =================  ===========================================  ==========================================
 
 Each defence names its *paper objective* (``paper_objective``): the adaptive loss of
-:data:`advdetect.objectives.LOSSES` its paper (or ARCLU's Table 1, or GAT's Eqs. 9, 12) attacks it with.
+:data:`advdetect.objectives.LOSSES` its paper (or ARCLU's Table 1, or GAT's Eqs. 9, 12) attacks it with; GAT's
+and ARCLU's defences also carry their paper's whole attack (``paper_protocol``: ARCLU's sign-step PGD of Eq. 17,
+targeted and untargeted; GAT's Adam PGD with Eqs. 12 and 9, 100 steps of 0.01).
 :meth:`Defence.outputs` returns the logits and score together with what some losses need besides (GAT's
 detector logits), from one forward pass. Thresholds, acceptance and success are the
 :class:`~advdetect.objectives.Criterion`'s; the trained models come from :mod:`advdetect.artefacts`.
@@ -60,6 +62,10 @@ class Defence(nn.Module):
     :func:`advdetect.cache.identity`), never by an attribute."""
 
     paper_objective: str = "composite"
+    #: the paper's own white-box attack(s) on this defence within L-inf eps (engine keywords besides the budget:
+    #: loss, step rule, step size, steps - None for the evaluating chapter's number - and targeted); empty where
+    #: the defence's paper gives none that the book reproduces
+    paper_protocol: tuple = ()
     kind: str = "detector"
 
     def __init__(self, name: str, num_classes: int):
@@ -131,6 +137,7 @@ class GatIntegrated(Defence):
     wrong-class detector logit raised."""
 
     paper_objective = "gat combined"
+    paper_protocol = ({"loss": "gat combined", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False},)
 
     def __init__(self, classifier: nn.Module, bank: nn.Module, name: str = "GAT integrated"):
         super().__init__(name, classifier.num_outputs)
@@ -147,6 +154,7 @@ class GatGenerative(Defence):
     logit is low. Its paper objective is the detectors attack (Eq. 9): raise the largest wrong-class logit."""
 
     paper_objective = "nearest wrong"
+    paper_protocol = ({"loss": "nearest wrong", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False},)
 
     def __init__(self, bank: nn.Module, name: str = "GAT generative"):
         super().__init__(name, bank.k)
@@ -163,6 +171,8 @@ class DistanceDefence(Defence):
     class's mean)."""
 
     paper_objective = "nearest wrong"
+    paper_protocol = tuple({"loss": "nearest wrong", "rule": "sign", "step_size": 0.01, "steps": None,
+                            "targeted": targeted} for targeted in (False, True))
 
     def __init__(self, name: str, encoder: nn.Module, means: torch.Tensor):
         k = len(means) - 1

@@ -36,7 +36,7 @@ from .paper import (
     PAPER_NAMES,
     TRADES_MNIST,
 )
-from .suite import PAPER_PROTOCOLS, SuiteResult, attack_name, paper_protocol, threat
+from .suite import SuiteResult, attack_name, paper_protocol, threat
 from .training import accuracy
 
 # ------------------------------------------------------------------------------------- GAT robustness (ch. 02)
@@ -546,18 +546,13 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
                 va, vo, only = c["AutoAttack ASR-1"], c["our suite ASR-1"], c["found only by AutoAttack"]
                 add(d, f"{s['name']} adds <= {aa_margin:g} to the suite",
                     f"{va:.2f} vs {vo:.2f} ({only} found only by it)", only / n <= aa_margin)
-        names = {s["name"]: s for s in suite.specs}
-        for s in suite.specs:
-            if s["method"] == "cw":   # CW is no weaker than untargeted PGD of the same L2 budget
-                pgd = f"PGD {attack_name(*threat(s))}, U"
-                if pgd in names:
-                    vc, vp = suite.get(d, s["name"]), suite.get(d, pgd)
-                    add(d, f"{s['name']} >= {pgd}", f"{vc:.2f} vs {vp:.2f}", vc >= vp - 1.0 / n)
-            if s["table"] == "mt":    # the best of all targets is no weaker than the untargeted attack
-                pgd = f"PGD {attack_name(*threat(s))}, U"
-                if pgd in names:
-                    vm, vp = suite.get(d, s["name"]), suite.get(d, pgd)
-                    add(d, f"{s['name']} >= {pgd}", f"{vm:.2f} vs {vp:.2f}", vm >= vp - 1.0 / n)
+        names = {s["name"] for s in suite.specs}
+        # CW, and the best of all targets, are no weaker than untargeted PGD of the same budget
+        for s in (s for s in suite.specs if s["method"] == "cw" or s["table"] == "mt"):
+            pgd = f"PGD {attack_name(*threat(s))}, U"
+            if pgd in names:
+                v, vp = suite.get(d, s["name"]), suite.get(d, pgd)
+                add(d, f"{s['name']} >= {pgd}", f"{v:.2f} vs {vp:.2f}", v >= vp - 1.0 / n)
     return pd.DataFrame(rows)
 
 
@@ -631,21 +626,21 @@ def asr_curves(suite: SuiteResult) -> tuple[dict, dict]:
 
 
 def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: float = 0.3) -> pd.DataFrame:
-    """Each paper's own attack on its defence (:data:`advdetect.suite.PAPER_PROTOCOLS`) beside our strongest
+    """Each paper's own attack on its defence (``paper_protocol`` of the defence) beside our strongest
     white-box attack at the same L-inf budget, on the same images and thresholds: ASR-1 with its Wilson 95%
     interval, so that a gap to the paper can be told from a stronger evaluation."""
     rows = []
     for d in suite_result.defences:
-        if d not in PAPER_PROTOCOLS:
-            continue
         arena = suite_result.arenas[d]
+        if not arena.defence.paper_protocol:
+            continue
         elig = arena.eligible()
         union = union_success(suite_result, d, "linf", eps)
         n = int(elig.sum())
         ours = float(union[elig].float().mean()) if n and len(union) else float("nan")
-        for label, r in paper_protocol(cache, arena, d, eps=eps, steps=steps).items():
+        olo, ohi = proportion_ci(int(union[elig].sum()), n) if n and len(union) else (np.nan, np.nan)
+        for label, r in paper_protocol(cache, arena, eps=eps, steps=steps).items():
             lo, hi = proportion_ci(*r["counts"][arena.ps[0]])
-            olo, ohi = proportion_ci(int(union[elig].sum()), n) if n and len(union) else (np.nan, np.nan)
             rows.append({"defence": d, "paper's attack": label, "its ASR-1": r[f"ASR-{arena.ps[0]:g}"],
                          "95% CI": f"{lo:.2f}-{hi:.2f}", f"all our L-inf {eps:g} attacks": ours,
                          "ours 95% CI": f"{olo:.2f}-{ohi:.2f}"})

@@ -348,25 +348,12 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n}
 
 
-#: Each paper's own white-box attack on its defence at L-inf 0.3 (engine keywords besides the budget): ARCLU
-#: (and its L-Ben ablation) attack with the sign-step PGD of Eq. 17 from the natural image, targeted and
-#: untargeted; GAT attacks its integrated classifier with Eq. 12 and its generative classifier with Eq. 9, Adam
-#: on the perturbation, 100 steps of 0.01 (GAT-MNIST's evaluation). ``steps=None``: the chapter's own number.
-PAPER_PROTOCOLS = {
-    "ARCLU": [{"loss": "nearest wrong", "rule": "sign", "step_size": 0.01, "steps": None, "targeted": targeted}
-              for targeted in (False, True)],
-    "GAT integrated": [{"loss": "gat combined", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
-    "GAT generative": [{"loss": "gat detectors", "rule": "adam", "step_size": 0.01, "steps": 100, "targeted": False}],
-}
-PAPER_PROTOCOLS["L-Ben"] = PAPER_PROTOCOLS["ARCLU"]
-
-
-def paper_protocol(cache, arena: Arena, defence: str, *, eps: float = 0.3, steps: int) -> dict:
-    """The attacks of :data:`PAPER_PROTOCOLS` for ``defence`` on the arena (same images and thresholds as the
-    suite), each evaluated on its own: ``{label: Arena.evaluate() result}``; ``steps`` fills the protocols that
-    take the chapter's number of steps. Empty for a defence whose paper gives no protocol here."""
+def paper_protocol(cache, arena: Arena, *, eps: float = 0.3, steps: int) -> dict:
+    """The arena's defence attacked as its own paper did (``defence.paper_protocol``), on the same images and
+    thresholds as the suite, each attack evaluated on its own: ``{label: Arena.evaluate() result}``; ``steps``
+    fills the protocols that take the chapter's number of steps. Empty for a defence without one."""
     out = {}
-    for proto in PAPER_PROTOCOLS.get(defence, []):
+    for proto in arena.defence.paper_protocol:
         n = proto["steps"] or steps
         label = (f"{proto['loss']}, {proto['rule']} {n} x {proto['step_size']:g}"
                  f"{', targeted' if proto['targeted'] else ''}")

@@ -92,6 +92,13 @@ def eps_scale(progress: float, warmup: float, start: float) -> float:
     return start + (1.0 - start) * progress / warmup
 
 
+def step_schedule(optimizer: torch.optim.Optimizer, lr: float, epoch: int, drops=()) -> None:
+    """Set the learning rate of ``epoch``: ``lr`` divided by 10 at each epoch listed in ``drops`` (a step
+    schedule that a resumed run reproduces exactly)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * 0.1 ** sum(epoch >= d for d in drops)
+
+
 def scaled_attack(attack_kwargs: Mapping, scale: float) -> dict:
     """The engine's keywords with ``eps`` and ``step_size`` multiplied by ``scale``."""
     kwargs = dict(attack_kwargs)
@@ -125,9 +132,9 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
     given, transforms every batch first (e.g. :func:`advdetect.data.random_crop_flip` for CIFAR-10). The
     learning rate is divided by 10 at each epoch listed in ``lr_drops`` (a step schedule that resumes exactly).
     ``loss_fn(outputs, y)`` and ``predict_fn(outputs) -> classes`` replace cross-entropy and argmax for models
-    whose outputs are not logits (ARCLU's Eq. 10 encoder). ``batch_loss(model, x, y) -> (loss, outputs)``
-    replaces the whole per-batch loss (TRADES, :func:`advdetect.defences.trades_loss`); it receives the batch and
-    the current ``eps_scale``.
+    whose outputs are not logits (ARCLU's Eq. 10 encoder). ``batch_loss(model, x, y, scale) -> (loss, outputs)``
+    replaces the whole per-batch loss (TRADES, :func:`advdetect.baselines.trades_loss`); ``scale`` is the
+    warm-up's current fraction of the budget (:func:`eps_scale`).
 
     ``warmup`` (epochs, may be fractional) ramps the training attack's budget linearly, batch by batch, from
     ``warmup_from`` times ``eps`` to ``eps`` (its step size scales with it): adversarial training from the full
@@ -141,8 +148,7 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
     batches = -(-len(y) // batch_size)
 
     def epoch_fn(epoch: int):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.1 ** sum(epoch >= d for d in lr_drops)
+        step_schedule(optimizer, lr, epoch, lr_drops)
         model.train()
         order = torch.randperm(len(y), generator=gen)
         total, correct, loss_sum = 0, 0, 0.0
