@@ -134,6 +134,38 @@ def test_overlap_scores_separated_and_mixed_clouds():
     inside = arclu.overlap(zb, pb, 0.05 * torch.randn(300, 4, generator=gen), pb, centres)
     assert inside["centre AUC"] < 0.05       # adversarial points deep inside the cluster: distance cannot tell
     assert inside["kNN accuracy"] > 0.8      # ... but they still form their own cluster
+    for r in (mixed, far, inside):
+        lo, hi = r["centre AUC 95% CI"]
+        assert lo <= r["centre AUC"] <= hi and hi - lo < 0.2
+    lo, _ = mixed["centre AUC 95% CI"]
+    assert lo > 0.35
+
+
+def test_representation_study_measures_overlap_on_successful_attacks_only():
+    gen = torch.Generator().manual_seed(0)
+    x_benign = torch.randn(200, 2, generator=gen)
+    # the first 60 "attacks" reached target 1 and lie far out; the other 140 failed and sit inside the cluster
+    x_adv = torch.cat([torch.randn(60, 2, generator=gen) + 9.0, 0.05 * torch.randn(140, 2, generator=gen)])
+    targets = torch.ones(200, dtype=torch.long)
+
+    def classify(z):
+        return (z[:, 0] > 4.5).long()
+
+    study = arclu.representation_study(lambda x: x, classify, x_benign, x_adv, targets, x_centres=x_benign,
+                                       y_centres=torch.zeros(200, dtype=torch.long), num_classes=2)
+    assert study["n successful"] == 60 and study["n attacked"] == 200 and study["success"] == pytest.approx(0.3)
+    assert study["successful"][:60].all() and not study["successful"][60:].any()
+    # only the 60 far-out points are measured (predicted 1, no benign point there: the class is left out of
+    # the centre AUC, so it is NaN), and they form a cluster of their own
+    assert study["kNN accuracy"] > 0.95
+    few = arclu.representation_study(lambda x: x, classify, x_benign, x_adv, targets, x_centres=x_benign,
+                                     y_centres=torch.zeros(200, dtype=torch.long), num_classes=2,
+                                     min_successful=61)
+    assert math.isnan(few["centre AUC"]) and math.isnan(few["kNN accuracy"])
+    table = reports.overlap_table({"far": study, "few": few})
+    assert list(table["n successful"]) == [60, 60] and table.loc["few", "centre AUC 95% CI"] == "-"
+    assert reports.overlap_phrase(table.loc["few"]).startswith("they are too few (60)")
+    assert "kNN accuracy of 1.000" in reports.overlap_phrase({**table.loc["far"], "centre AUC": 0.5})
 
 
 def test_embeddings_are_seeded_2d_and_unknown_methods_fail(tmp_path):
@@ -193,3 +225,5 @@ def test_the_overlap_verdict_needs_attacks_that_reached_their_target():
     assert overlap_verdict(0.95, 0.9).endswith("the overlap claim does not hold")
     weak = overlap_verdict(0.55, 0.6, success=0.012)
     assert weak.startswith("only 1% of the targeted attacks") and "cannot be judged" in weak
+    few = overlap_verdict(0.55, 0.6, success=0.9, n_successful=12)
+    assert few.startswith("only 12 targeted attacks") and "too few" in few

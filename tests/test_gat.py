@@ -271,3 +271,14 @@ def test_autoattack_on_a_classifier_breaks_an_undefended_one_and_is_cached(linea
     assert table.loc["linear", "n AutoAttack"] == 20 and table.loc["linear", "AutoAttack"] <= 0.05
     lo, hi = (float(v) for v in table.loc["linear", "PGD-100 95% CI"].split("-"))
     assert lo <= table.loc["linear", "PGD-100"] <= hi
+    assert table.loc["linear", "reference: clean / PGD-100 / best attack"] == "-"
+
+
+def test_classifier_references_follow_the_training_recipe_not_the_name(linear_classifier):
+    from advdetect.defences import ClassifierDefence
+
+    model = linear_classifier.classifier
+    named_madry = ClassifierDefence("Madry", model, kind="robust classifier", recipe="trades")
+    assert reports._classifier_reference(named_madry).startswith("TRADES' small CNN")
+    assert "challenge" in reports._classifier_reference(ClassifierDefence("TRADES?", model, recipe="madry"))
+    assert reports._classifier_reference(ClassifierDefence("TRADES", model)) == "-"

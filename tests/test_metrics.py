@@ -74,6 +74,20 @@ def test_eroc_weights_per_class_aucs_by_adversarial_share():
     assert metrics.eroc(benign_scores, benign_pred, adv_scores, adv_pred) == pytest.approx(2 / 3 * 1.0 + 1 / 3 * 0.5)
 
 
+def test_eroc_interval_brackets_the_estimate_and_narrows_with_more_points():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (40, 400):
+        b, a = rng.normal(size=n), rng.normal(1.0, 1.0, size=n)
+        zeros = np.zeros(n, dtype=int)
+        est = metrics.eroc(b, zeros, a, zeros)
+        lo, hi = metrics.eroc_interval(b, zeros, a, zeros, resamples=200)
+        assert lo <= est <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+    assert all(np.isnan(metrics.eroc_interval([0.0], [0], [1.0], [0])))
+
+
 def test_wilson_interval_and_distances():
     lo, hi = metrics.proportion_ci(5, 10)
     assert lo < 0.5 < hi and lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)

@@ -275,11 +275,13 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
 def test_comparison_tables_and_worst_attack():
     specs = SPECS + [{"name": "PGD Linf 0.3, T", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3},
                      {"name": "Multi-targeted Linf 0.3", "table": "mt", "method": "multi-targeted", "norm": "linf",
-                      "eps": 0.3}]
+                      "eps": 0.3},
+                     {"name": "APGD Linf 0.3", "table": "apgd", "method": "pgd", "norm": "linf", "eps": 0.3}]
     s = _fake_suite({"PGD Linf 0.3, U": [1] * 2 + [0] * 8, "PGD Linf 0.3, T": [0] * 9 + [1],
                      "Multi-targeted Linf 0.3": [0, 1, 1, 1] + [0] * 6, "PGD Linf 0.4, U": [1] * 6 + [0] * 4,
                      "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10,
-                     "AutoAttack Linf 0.3": [1, 0, 0, 0, 0, 1, 1, 0, 0, 0]}, specs)
+                     "AutoAttack Linf 0.3": [1, 0, 0, 0, 0, 1, 1, 0, 0, 0],
+                     "APGD Linf 0.3": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]}, specs)
     mt = reports.multi_targeted_comparison(s)
     row = mt.loc[("D", "Linf 0.3")]
     assert (row["PGD targeted"], row["PGD untargeted"], row["multi-targeted"]) == pytest.approx((0.1, 0.2, 0.3))
@@ -287,6 +289,10 @@ def test_comparison_tables_and_worst_attack():
     # our L-inf 0.3 union: samples 0-3 and 9; AutoAttack: 0, 5, 6
     assert aa["our suite ASR-1"] == pytest.approx(0.5) and aa["AutoAttack ASR-1"] == pytest.approx(0.3)
     assert aa["found only by AutoAttack"] == 2 and aa["found only by our suite"] == 4
+    ap = reports.apgd_comparison(s).loc[("D", "APGD Linf 0.3")]
+    # APGD: samples 0-4; it alone found sample 4, our suite alone sample 9
+    assert ap["APGD ASR-1"] == pytest.approx(0.5) and ap["found only by APGD"] == 1
+    assert ap["found only by our suite"] == 1
     assert reports.worst_attack(s, "D") == "PGD Linf 0.4, U"
     assert reports.worst_attack(s, "D", exclude_tables=()) == "PGD Linf 1, U"
 

@@ -213,6 +213,10 @@ def test_logit_separation_by_hand():
     assert synthesis.logit_separation([3.0, 4.0], [1.0, 2.0]) == 1.0
     assert synthesis.logit_separation([1.0, 2.0], [3.0, 4.0]) == 0.0
     assert synthesis.logit_separation([1.0, 3.0], [2.0, 2.0]) == 0.5
+    rng = np.random.default_rng(0)
+    nat, per = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    lo, hi = synthesis.logit_separation_interval(nat, per)
+    assert lo < synthesis.logit_separation(nat, per) < hi and 0.6 < lo and hi < 0.85
 
 
 def test_mosaic_and_grid_figures():

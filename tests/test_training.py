@@ -78,6 +78,14 @@ def test_aims_are_reported_met_missed_or_not_measured():
     assert upper.splitlines() == ["* asr: 0.100 (aim <= 0.12: met)", "* asr2: 0.150 (aim <= 0.12: **missed** by 0.030)"]
 
 
+def test_the_books_aims_are_stated_once_and_unknown_figures_are_refused():
+    text = reports.against_aims({"Madry robust, PGD-100": 0.90, "ARCLU own check, ASR-5": 0.10})
+    assert text.splitlines() == ["* Madry robust, PGD-100: 0.900 (aim >= 0.91: **missed** by 0.010)",
+                                 "* ARCLU own check, ASR-5: 0.100 (aim <= 0.1228: met)"]
+    with pytest.raises(KeyError, match="no aim"):
+        reports.against_aims({"Madry robust, PGD-1000": 0.9})
+
+
 def test_training_costs_sum_each_models_epochs():
     from types import SimpleNamespace
 

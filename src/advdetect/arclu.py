@@ -25,7 +25,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from . import attacks
 from .defences import DistanceDefence
-from .metrics import eroc
+from .metrics import eroc, eroc_interval
 from .objectives import Criterion, objective
 from .runtime import device_of
 from .training import eps_scale, fit, scaled_attack, step_schedule, train_classifier
@@ -161,7 +161,8 @@ def overlap(z_benign: torch.Tensor, pred_benign: torch.Tensor, z_adv: torch.Tens
     the mean benign training representation of c) between adversarial and benign points predicted as c,
     weighted by the share of adversarial points predicted as c (ARCLU's EROC with this distance as the score):
     0.5 means the two are equally far from the centre, 1 that every adversarial point lies farther out than
-    every benign one, below 0.5 that adversarial points sit *closer* to the centre.
+    every benign one, below 0.5 that adversarial points sit *closer* to the centre; ``centre AUC 95% CI`` its
+    bootstrap interval (:func:`advdetect.metrics.eroc_interval`).
     ``kNN accuracy``: balanced accuracy of a ``neighbours``-nearest-neighbour classifier telling adversarial
     from benign points, ``folds``-fold cross-validated (scikit-learn): 0.5 when the two clouds are mixed, 1 when
     every neighbourhood is pure."""
@@ -174,7 +175,8 @@ def overlap(z_benign: torch.Tensor, pred_benign: torch.Tensor, z_adv: torch.Tens
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     knn = cross_val_score(KNeighborsClassifier(n_neighbors=neighbours), feats, labels, cv=cv,
                           scoring="balanced_accuracy")
-    return {"centre AUC": float(auc), "kNN accuracy": float(knn.mean())}
+    return {"centre AUC": float(auc), "centre AUC 95% CI": eroc_interval(cb, pred_benign, ca, pred_adv, seed=seed),
+            "kNN accuracy": float(knn.mean())}
 
 
 def class_centres(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
@@ -184,31 +186,45 @@ def class_centres(z: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
 
 def representation_study(represent, classify, x_benign: torch.Tensor, x_adv: torch.Tensor, targets: torch.Tensor,
                          *, x_centres: torch.Tensor, y_centres: torch.Tensor, num_classes: int = 10,
-                         neighbours: int = 10, seed: int = 0) -> dict:
+                         neighbours: int = 10, seed: int = 0, min_successful: int = 20) -> dict:
     """ARCLU's motivation experiment for one representation space (Section 3.1): representations of benign
     inputs ``x_benign`` and of targeted adversarial examples ``x_adv`` (crafted toward ``targets``), and how much
     they overlap (:func:`overlap`, class centres = mean representation of ``x_centres`` per label
-    ``y_centres``). ``represent(x) -> z`` and ``classify(z) -> predicted class`` define the space. Returns the
-    representations, predictions, the attack's success rate (classified as the target) and the overlap
-    numbers."""
+    ``y_centres``). ``represent(x) -> z`` and ``classify(z) -> predicted class`` define the space.
+
+    The overlap claim is about adversarial examples that work, so the overlap numbers are measured on the
+    successful ones only (classified as their target): ``n successful`` of ``n attacked``; with fewer than
+    ``min_successful`` of them the numbers are NaN. Returns the representations and predictions of every
+    attacked point (``successful`` marks the ones measured), the success rate and the overlap numbers."""
     z_b, z_a = represent(x_benign), represent(x_adv)
     p_b, p_a = classify(z_b), classify(z_a)
+    hit = (p_a.cpu() == targets.cpu())
     centres = class_centres(represent(x_centres), y_centres.cpu(), num_classes)
     result = {"z_benign": z_b, "pred_benign": p_b, "z_adv": z_a, "pred_adv": p_a, "x_adv": x_adv,
-              "success": float((p_a == targets.cpu()).float().mean())}
-    result.update(overlap(z_b, p_b, z_a, p_a, centres, neighbours=neighbours, seed=seed))
+              "successful": hit, "success": float(hit.float().mean()), "n successful": int(hit.sum()),
+              "n attacked": len(hit)}
+    if int(hit.sum()) >= min_successful:
+        result.update(overlap(z_b, p_b, z_a[hit.to(z_a.device)], p_a[hit.to(p_a.device)], centres,
+                              neighbours=neighbours, seed=seed))
+    else:
+        result.update({"centre AUC": float("nan"), "centre AUC 95% CI": (float("nan"), float("nan")),
+                       "kNN accuracy": float("nan")})
     return result
 
 
 def overlap_verdict(centre_auc: float, knn_accuracy: float, success: float | None = None,
-                    min_success: float = 0.5) -> str:
-    """The motivation chapter's reading of the two overlap numbers of :func:`overlap` against ARCLU's claim that
-    adversarial representations overlap the benign clusters. The claim is about adversarial examples that
-    reach their target: where the targeted attack's ``success`` rate is below ``min_success``, the points are
-    mostly failed attacks still in their own class, and no verdict is given."""
+                    min_success: float = 0.5, n_successful: int | None = None, min_successful: int = 20) -> str:
+    """The motivation chapter's reading of the two overlap numbers of :func:`overlap` (measured on the
+    successful adversarial examples) against ARCLU's claim that adversarial representations overlap the benign
+    clusters. The claim is about typical adversarial examples that reach their target: where the targeted
+    attack's ``success`` rate is below ``min_success`` (the space mostly resists the attack, and the few that
+    succeed are not typical) or fewer than ``min_successful`` examples succeeded, no verdict is given."""
     if success is not None and success < min_success:
-        return (f"only {success:.0%} of the targeted attacks reached their target, so these points are mostly "
-                "failed attacks that stay in their own class: the overlap claim cannot be judged in this space")
+        return (f"only {success:.0%} of the targeted attacks reached their target, so the space mostly resists "
+                "them and the few that succeed are not typical: the overlap claim cannot be judged in this space")
+    if n_successful is not None and n_successful < min_successful:
+        return (f"only {n_successful} targeted attacks reached their target: too few to judge the overlap claim "
+                "in this space")
     own = ("adversarial representations form clusters of their own" if knn_accuracy >= 0.8 else
            "adversarial representations are mixed with the benign points rather than clustered apart")
     by_distance = ("can barely tell them from benign ones" if centre_auc < 0.6 else

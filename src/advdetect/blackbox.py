@@ -15,8 +15,10 @@ an attack runs, not with the package.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -169,19 +171,51 @@ class CompositeClassifier(torch.nn.Module):
         return torch.cat([z[:, :self.label], zc[:, None], z[:, self.label + 1:]], 1)
 
 
+class _Collect(logging.Handler):
+    def __init__(self, into: list):
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record):
+        self.into.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def autoattack_checks(into: list):
+    """While active, AutoAttack's own checks (its warnings: a randomised or gradient-masking model, Square
+    finding more than the gradient attacks, ...) are appended to ``into`` instead of printed, so that a report
+    can show them beside the figure they qualify."""
+    log = logging.getLogger("auto-attack")
+    handler, level, propagate = _Collect(into), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield into
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            log.propagate = propagate
+    into.extend(str(w.message) for w in caught if "pyautoattack" in (w.filename or ""))
+
+
 def autoattack_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float,
-                          version: str = "standard", seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+                          version: str = "standard", seed: int = 0, batch_size: int = 500,
+                          checks: list | None = None) -> torch.Tensor:
     """AutoAttack (pyautoattack) on a plain classifier's logits, as Croce & Hein evaluate robust classifiers:
     ``version="standard"`` runs APGD-CE, APGD-T (9 targets), FAB-T and Square (5,000 queries). Returns the
-    adversarial examples (the natural image where no attack succeeded)."""
+    adversarial examples (the natural image where no attack succeeded); AutoAttack's own checks are appended to
+    ``checks`` where given (:func:`autoattack_checks`)."""
     from pyautoattack import AutoAttack
 
-    logging.getLogger("auto-attack").setLevel(logging.WARNING)
     dev = device_of(model)
-    aa = AutoAttack(model.eval(), norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], eps=eps, version=version,
-                    seed=seed, device=dev)
-    aa.verbose = False
-    adv, _ = aa.run_standard_evaluation(x.to(dev), y.to(dev), batch_size=batch_size)
+    with autoattack_checks(checks if checks is not None else []):
+        aa = AutoAttack(model.eval(), norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], eps=eps,
+                        version=version, seed=seed, device=dev)
+        aa.verbose = False
+        adv, _ = aa.run_standard_evaluation(x.to(dev), y.to(dev), batch_size=batch_size)
     return adv.detach().cpu()
 
 

@@ -138,13 +138,13 @@ def arclu_defence(cache, profile: str | None = None, device="cpu", lben: bool = 
     return distance_defence("L-Ben" if lben else "ARCLU", arclu_detector(cache, load_for(c), c, device, lben=lben))
 
 
-def representation_study(cache, defence: Defence, loss: str, x_benign, x_source, targets, attack: Mapping, *,
-                         x_centres, y_centres, num_classes: int = 10, neighbours: int = 10, seed: int = 0) -> dict:
+def representation_study(cache, defence: Defence, loss: str, x_benign, x_source, y_source, targets, attack: Mapping,
+                         *, x_centres, y_centres, num_classes: int = 10, neighbours: int = 10, seed: int = 0) -> dict:
     """:func:`advdetect.arclu.representation_study` in the representation space of ``defence``
     (:meth:`~advdetect.defences.Defence.represent`, :meth:`~advdetect.defences.Defence.classify`) on targeted
-    adversarial examples of it (the ``loss`` toward ``targets``, success = classified as the target; cached)."""
+    adversarial examples of it (the ``loss`` from ``x_source`` of labels ``y_source`` toward ``targets``,
+    success = classified as the target; cached)."""
     dev = next(defence.parameters()).device
-    y_source = torch.zeros_like(targets)  # a targeted objective's labels; the criterion only reads the targets
     x_adv = artefacts.attack_examples(cache, defence, loss, x_source.to(dev), (y_source.to(dev), targets.to(dev)),
                                       attack, criterion=Criterion(targeted=True), targeted=True, study="overlap")
     return arclu.representation_study(defence.represent, defence.classify, x_benign, x_adv, targets, x_centres=x_centres,
@@ -156,7 +156,7 @@ def overlap_figure(cache, studies: dict, *, seed: int = 0, perplexity: float = 3
     """The t-SNE and UMAP pictures of every study (embeddings cached), titled with the measured overlap."""
     points = {}
     for name, st in studies.items():
-        z = torch.cat([st["z_benign"], st["z_adv"]])
+        z = torch.cat([st["z_benign"], st["z_adv"][st["successful"].to(st["z_adv"].device)]])
         for method in METHODS:
             points[(name, method)] = artefacts.embed(cache, z, method, seed=seed, perplexity=perplexity,
                                                      neighbors=neighbors)
@@ -191,8 +191,8 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
         "ARCLU": distance_defence("ARCLU", encoders["ARCLU"]),
         "L-Ben": distance_defence("L-Ben", encoders["L-Ben"]),
         "Vanilla": ClassifierDefence("Vanilla", f.model),
-        "Madry": ClassifierDefence("Madry", robust.model, kind="robust classifier"),
-        "TRADES": ClassifierDefence("TRADES", trades.model, kind="robust classifier"),
+        "Madry": ClassifierDefence("Madry", robust.model, kind="robust classifier", recipe="madry"),
+        "TRADES": ClassifierDefence("TRADES", trades.model, kind="robust classifier", recipe="trades"),
         "FS": FeatureSqueezing(f.model, size=s["FS_MEDIAN"]),
         "LID": feature["LID"].model,
         "MAHA": feature["MAHA"].model,
@@ -211,6 +211,6 @@ def synthesis_models(cache, profile: str, device) -> tuple[dict[str, Defence], o
     bank, ds = gat_detectors(cache, "Linf 0.3", profile, device)
     _, robust = gat_classifiers(cache, ds, profiles.defaults("gat_detectors", profile), device)
     models = {"GAT generative": GatGenerative(bank.model),
-              "Madry robust": ClassifierDefence("Madry", robust.model, kind="robust classifier"),
+              "Madry robust": ClassifierDefence("Madry", robust.model, kind="robust classifier", recipe="madry"),
               "ARCLU": arclu_defence(cache, profile, device)}
     return {name: m.to(device).eval() for name, m in models.items()}, ds

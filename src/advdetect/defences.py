@@ -118,13 +118,15 @@ def _confidence_score(z: torch.Tensor) -> torch.Tensor:
 
 
 class ClassifierDefence(Defence):
-    """A classifier whose softmax confidence is the detection score (Vanilla, Madry, TRADES)."""
+    """A classifier whose softmax confidence is the detection score (Vanilla, Madry, TRADES). ``recipe`` names
+    how a robust classifier was trained (``"madry"``, ``"trades"``), so that reports can set the field's
+    figures for that recipe beside it."""
 
     paper_objective = "margin"
 
-    def __init__(self, name: str, classifier: nn.Module, kind: str = "classifier"):
+    def __init__(self, name: str, classifier: nn.Module, kind: str = "classifier", recipe: str | None = None):
         super().__init__(name, classifier.num_outputs)
-        self.classifier, self.kind = classifier, kind
+        self.classifier, self.kind, self.recipe = classifier, kind, recipe
 
     def outputs(self, x):
         z = self.classifier(x)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import bootstrap, norm
 from sklearn.metrics import roc_auc_score
 
 from .objectives import Criterion
@@ -141,6 +141,24 @@ def eroc(benign_scores, benign_pred, adv_scores, adv_pred) -> float:
         total += w * auc
         weight += w
     return float(total / weight) if weight else float("nan")
+
+
+def eroc_interval(benign_scores, benign_pred, adv_scores, adv_pred, *, level: float = 0.95, resamples: int = 300,
+                  seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval of :func:`eroc` (scipy's ``bootstrap``), benign and adversarial inputs
+    resampled independently. NaN where there is nothing to resample."""
+    bs, bp, asc, ap = _np(benign_scores), _np(benign_pred), _np(adv_scores), _np(adv_pred)
+    if len(asc) < 2 or len(bs) < 2 or math.isnan(eroc(bs, bp, asc, ap)):
+        return (float("nan"), float("nan"))
+
+    def stat(ib, ia):
+        ib, ia = ib.astype(int), ia.astype(int)
+        return eroc(bs[ib], bp[ib], asc[ia], ap[ia])
+
+    res = bootstrap((np.arange(len(bs)), np.arange(len(asc))), stat, paired=False, vectorized=False,
+                    n_resamples=resamples, confidence_level=level, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
 def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -165,18 +165,21 @@ def image_table(fig, images, captions, *, row_labels=None, col_labels=None, titl
 
 def overlap_figure(studies: dict, points: dict, *, num_classes: int = 10, methods=("t-SNE", "UMAP")):
     """One column per representation space of :func:`advdetect.arclu.representation_study` results, one row per
-    embedding method (``points[(space, method)]``: the 2-D embedding of the space's benign then adversarial
-    points): points coloured by predicted class, each panel titled with the space's overlap numbers (computed in
-    the space, not in the picture)."""
+    embedding method (``points[(space, method)]``: the 2-D embedding of the space's benign points, then of its
+    *successful* adversarial ones, the points the overlap numbers are measured on): points coloured by predicted
+    class, each panel titled with the space's overlap numbers (computed in the space, not in the picture)."""
     fig, axes = plt.subplots(len(methods), len(studies), figsize=(4.2 * len(studies), 4.0 * len(methods)),
                              squeeze=False)
     for j, (name, st) in enumerate(studies.items()):
-        pred = np.r_[np.asarray(st["pred_benign"]), np.asarray(st["pred_adv"])]
-        is_adv = np.r_[np.zeros(len(st["z_benign"])), np.ones(len(st["z_adv"]))]
+        hit = np.asarray(st["successful"], dtype=bool)
+        pred = np.r_[np.asarray(st["pred_benign"]), np.asarray(st["pred_adv"])[hit]]
+        is_adv = np.r_[np.zeros(len(st["z_benign"])), np.ones(int(hit.sum()))]
+        numbers = ("too few to measure" if np.isnan(st["centre AUC"]) else
+                   f"centre AUC {st['centre AUC']:.2f}, kNN acc. {st['kNN accuracy']:.2f}")
         for i, method in enumerate(methods):
             representation_map(axes[i, j], points[(name, method)], pred, is_adv,
-                               f"{name} - {method}\ncentre AUC {st['centre AUC']:.2f}, kNN acc. "
-                               f"{st['kNN accuracy']:.2f}, attack success {st['success']:.2f}", num_classes)
+                               f"{name} - {method}\n{st['n successful']} of {st['n attacked']} reached their "
+                               f"target; {numbers}", num_classes)
     representation_legend(fig, num_classes)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig

@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from . import attacks
-from .metrics import proportion_ci
+from .metrics import eroc_interval, proportion_ci
 from .objectives import class_logits
 from .objectives import raise_logit as raise_logit_objective
 from .runtime import device_of
@@ -269,3 +269,10 @@ def logit_separation(natural: torch.Tensor, perturbed: torch.Tensor) -> float:
     0.5 when it overshoots them (GAT Figs 8 and 10 as one number)."""
     scores = np.r_[np.asarray(natural, float), np.asarray(perturbed, float)]
     return float(roc_auc_score(np.r_[np.ones(len(natural)), np.zeros(len(perturbed))], scores))
+
+
+def logit_separation_interval(natural: torch.Tensor, perturbed: torch.Tensor, *, seed: int = 0) -> tuple[float, float]:
+    """A bootstrap 95% interval of :func:`logit_separation` (:func:`advdetect.metrics.eroc_interval` with one
+    class, the negated logit as the anomaly score)."""
+    nat, per = -np.asarray(natural, float), -np.asarray(perturbed, float)
+    return eroc_interval(nat, np.zeros(len(nat), int), per, np.zeros(len(per), int), seed=seed)
