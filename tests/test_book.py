@@ -40,6 +40,23 @@ def test_source_notebooks_are_stripped_and_open_with_a_parameters_cell(path):
     assert profiles.settle(chapter, ns).params.keys() == profiles.TABLE[chapter].keys()
 
 
+#: the figures the book glues for its readers (issue 14), by the chapter that glues them
+GLUED = {"02_gat_detectors": {"natural_clean_accuracy", "madry_clean_accuracy", "madry_pgd100_accuracy",
+                              "madry_autoattack_accuracy", "gat_linf03_auc_min", "gat_linf03_auc_mean"},
+         "04_cluster_separation": {"arclu_own_check_asr5", "arclu_own_check_eroc"},
+         "05_adaptive_attacks": {"trades_pgd100_accuracy", "trades_autoattack_accuracy"}}
+COMMITTED = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
+def test_the_committed_book_glues_its_figures_and_its_run_time(path):
+    values = book.glued(path)
+    names = GLUED.get(path.stem, set()) | {"chapter_seconds"}
+    assert names <= values.keys(), f"{path.name} glues no {sorted(names - values.keys())}"
+    assert all(isinstance(values[n], (int, float)) and not isinstance(values[n], bool) for n in names)
+    assert all(0.0 <= values[n] <= 1.0 for n in names - {"chapter_seconds"}) and values["chapter_seconds"] > 0
+
+
 def test_gibbs_density_integrates_to_one_on_its_grid():
     torch.manual_seed(0)
     model = MLP(2, (8,), 1)

@@ -66,6 +66,29 @@ def test_detectors_started_from_a_classifier_are_its_logits_and_are_cached_apart
     scratch = artefacts.gat_detectors(cache, mnist_small, **common)
     assert not torch.allclose(scratch.model(x), clf.model(x), atol=1e-2)
     assert started.config["init"] == identity(clf.model) and "init" not in scratch.config
+    continued = artefacts.gat_detectors(cache, mnist_small, init=scratch, **common)
+    assert torch.allclose(continued.model(x), scratch.model(x)) and continued.config["init"] == identity(scratch.model)
+    trained = artefacts.gat_detectors(cache, mnist_small, init=scratch, **{**common, "epochs": 1})
+    assert not torch.allclose(trained.model(x), scratch.model(x), atol=1e-4)
+
+
+def test_larger_budgets_continue_from_the_smaller_budgets_detectors(mnist_small, tmp_path, monkeypatch):
+    from advdetect import chapters, profiles
+
+    s = dict(profiles.defaults("gat_detectors", "smoke"))
+    assert s["GAT_CONTINUE"]["Linf 0.5"] == "Linf 0.3"
+    seen = []
+    real = artefacts.gat_detectors
+    monkeypatch.setattr(artefacts, "gat_detectors", lambda cache, ds, **k: seen.append(k) or real(cache, ds, **k))
+    s.update(WIDTH=0.25, GAT_EPOCHS=0, GAT_CONTINUE_EPOCHS=0, GAT_INIT="scratch", MONITOR=0)
+    cache = ArtefactCache(tmp_path)
+    large = chapters.table6_detectors(cache, mnist_small, "Linf 0.5", s, "cpu")
+    small = chapters.table6_detectors(cache, mnist_small, "Linf 0.3", s, "cpu")
+    assert [k["attack"]["eps"] for k in seen] == [0.3, 0.5, 0.3]      # the smaller budget's detectors first
+    assert large.config["init"] == identity(small.model)
+    with pytest.raises(ValueError, match="another configuration"):
+        chapters.table6_detectors(cache, mnist_small, "Linf 0.5", {**s, "GAT_CONTINUE": {"Linf 0.5": "Linf 0.7"}},
+                                  "cpu")
 
 
 def test_aims_are_reported_met_missed_or_not_measured():

@@ -102,7 +102,9 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
     negatives}`` every detector ends with its weights of the epoch with the best AUC on the validation set under
     that attack (GAT App. A.1: 200-step attacks, Table 6's validation row). With ``init`` (a trained classifier
     of the same network and width) detector k starts as that classifier's logit k
-    (:func:`~advdetect.ensemble.bank_from_classifier`, GAT's start on CIFAR-10) instead of at random."""
+    (:func:`~advdetect.ensemble.bank_from_classifier`, GAT's start on CIFAR-10) instead of at random; with a
+    trained :class:`~advdetect.ensemble.DetectorBank` of the same network as ``init``, the detectors continue
+    from it (a curriculum: a larger budget's detectors start from a smaller budget's)."""
     kwargs = {"rule": "adam", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": kwargs,
               "monitor": monitor}
@@ -129,11 +131,18 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
                                      seed=seed + 2)
             return [aucs[k] for k in range(b.k)]
 
-    def build():
-        if init is not None:
-            return bank_from_classifier(init.model)
+    def fresh():
         return DetectorBank([MadryCNN(1, in_channels=ds.shape[0], image_size=ds.shape[1], width=width)
                              for _ in range(ds.num_classes)])
+
+    def build():
+        if init is None:
+            return fresh()
+        if isinstance(init.model, DetectorBank):
+            bank = fresh()
+            bank.load_state_dict(init.model.state_dict())
+            return bank
+        return bank_from_classifier(init.model)
 
     return trained(cache, "gat_detectors", config, build,
                    lambda store, b: gat.train_gat(store, b, ds.x_train, ds.y_train, epochs=epochs, m=m, lr=lr,

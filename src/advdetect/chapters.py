@@ -43,9 +43,17 @@ def madry_classifier(cache, ds, s: Mapping, device) -> Trained:
                                         lr_drops=s["MADRY_DROPS"])
 
 
-def _detector_init(cache, ds, s: Mapping, device) -> Trained | None:
-    """What the detectors start from (``GAT_INIT``): ``"scratch"`` (GAT on MNIST) or ``"madry"``, the robust
-    classifier's logits (GAT's start on CIFAR-10, from a natural classifier there)."""
+def _detector_init(cache, ds, s: Mapping, device, name: str = "Linf 0.3") -> Trained | None:
+    """What the detectors of Table 6's configuration ``name`` start from: the trained detectors of the
+    configuration ``GAT_CONTINUE[name]`` where there is one (a curriculum from a smaller budget), else
+    ``GAT_INIT``: ``"scratch"`` (GAT on MNIST) or ``"madry"``, the robust classifier's logits (GAT's start on
+    CIFAR-10, from a natural classifier there)."""
+    previous = s["GAT_CONTINUE"].get(name)
+    if previous is not None:
+        if previous not in gat.TABLE6 or previous == name:
+            raise ValueError(f"GAT_CONTINUE[{name!r}] must name another configuration of Table 6 "
+                             f"({sorted(gat.TABLE6)}), got {previous!r}")
+        return table6_detectors(cache, ds, previous, s, device)
     if s["GAT_INIT"] == "scratch":
         return None
     if s["GAT_INIT"] == "madry":
@@ -55,13 +63,16 @@ def _detector_init(cache, ds, s: Mapping, device) -> Trained | None:
 
 def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
     """The detectors of Table 6's configuration ``name`` with the GAT chapters' settings ``s`` (training attack
-    from ``TRAIN_ATTACKS``; per-epoch curves for L-inf 0.3; best epoch per detector when ``SELECT_BEST``)."""
+    from ``TRAIN_ATTACKS``; the start of :func:`_detector_init`, and ``GAT_CONTINUE_EPOCHS`` epochs where that
+    is another configuration's detectors; per-epoch curves for L-inf 0.3; best epoch per detector when
+    ``SELECT_BEST``)."""
     steps, step = s["TRAIN_ATTACKS"][name]
     attack = {"norm": gat.TABLE6[name]["norm"], "eps": gat.TABLE6[name]["eps"], "steps": steps, "step_size": step}
     return artefacts.gat_detectors(
-        cache, ds, attack=attack, width=s["WIDTH"], epochs=s["GAT_EPOCHS"], m=s["GAT_M"], lr=s["GAT_LR"],
-        seed=s["SEED"], device=device, monitor=s["MONITOR"] if name == "Linf 0.3" else 0, desc=f"GAT {name}",
-        init=_detector_init(cache, ds, s, device),
+        cache, ds, attack=attack, width=s["WIDTH"],
+        epochs=s["GAT_CONTINUE_EPOCHS"] if name in s["GAT_CONTINUE"] else s["GAT_EPOCHS"], m=s["GAT_M"],
+        lr=s["GAT_LR"], seed=s["SEED"], device=device, monitor=s["MONITOR"] if name == "Linf 0.3" else 0,
+        desc=f"GAT {name}", init=_detector_init(cache, ds, s, device, name),
         select={"attack": gat.validation_attack(name), "n": s["SELECT_NEG"]} if s["SELECT_BEST"] else None)
 
 

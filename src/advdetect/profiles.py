@@ -61,6 +61,11 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
     # start on CIFAR-10 is a classifier's logit k too, a natural one there)
     "GAT_INIT": _by("madry", "madry", "scratch"),
     "GAT_EPOCHS": _by(1, 1, 100),             # every detector configuration (paper: 100)
+    # a curriculum: these configurations start from the trained detectors of a smaller budget and train for
+    # GAT_CONTINUE_EPOCHS (the paper trains every configuration from scratch)
+    "GAT_CONTINUE": _by({"Linf 0.5": "Linf 0.3", "L2 5.0": "L2 2.5"}, {"Linf 0.5": "Linf 0.3", "L2 5.0": "L2 2.5"},
+                        {}),
+    "GAT_CONTINUE_EPOCHS": _by(1, 4, 100),
     "GAT_M": _by(8, 32, 32),                  # positives (and negatives) per detector per step (paper: ~32)
     "GAT_LR": _by(1e-3, 2e-4, 5e-4),
     # training attacks per configuration of Table 6: [steps, step size] of Adam PGD (paper: Table 6)
