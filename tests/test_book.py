@@ -57,6 +57,15 @@ def test_the_committed_book_glues_its_figures_and_its_run_time(path):
     assert all(0.0 <= values[n] <= 1.0 for n in names - {"chapter_seconds"}) and values["chapter_seconds"] > 0
 
 
+def test_chapter_times_are_read_from_the_committed_book(capsys):
+    times = dict(book.chapter_times(ROOT))
+    assert list(times) == [dst.stem for _, dst in book.toc_notebooks(ROOT)]
+    assert all(t is None or t > 0 for t in times.values())
+    book.main(["times"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("total") and "02_gat_detectors" in out
+
+
 def test_gibbs_density_integrates_to_one_on_its_grid():
     torch.manual_seed(0)
     model = MLP(2, (8,), 1)

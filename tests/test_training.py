@@ -80,12 +80,16 @@ def test_larger_budgets_continue_from_the_smaller_budgets_detectors(mnist_small,
     seen = []
     real = artefacts.gat_detectors
     monkeypatch.setattr(artefacts, "gat_detectors", lambda cache, ds, **k: seen.append(k) or real(cache, ds, **k))
-    s.update(WIDTH=0.25, GAT_EPOCHS=0, GAT_CONTINUE_EPOCHS=0, GAT_INIT="scratch", MONITOR=0)
+    s.update(WIDTH=0.25, GAT_EPOCHS={"Linf 0.3": 0, "Linf 0.5": 0}, GAT_INIT="scratch", MONITOR=0)
     cache = ArtefactCache(tmp_path)
     large = chapters.table6_detectors(cache, mnist_small, "Linf 0.5", s, "cpu")
     small = chapters.table6_detectors(cache, mnist_small, "Linf 0.3", s, "cpu")
     assert [k["attack"]["eps"] for k in seen] == [0.3, 0.5, 0.3]      # the smaller budget's detectors first
     assert large.config["init"] == identity(small.model)
+    assert chapters.for_configuration(s, "GAT_EPOCHS", "Linf 0.5") == 0
+    assert chapters.for_configuration({"GAT_LR": 1e-3}, "GAT_LR", "L2 5.0") == 1e-3
+    with pytest.raises(ValueError, match="no value for the configuration 'L2 5.0'"):
+        chapters.for_configuration(s, "GAT_EPOCHS", "L2 5.0")
     with pytest.raises(ValueError, match="another configuration"):
         chapters.table6_detectors(cache, mnist_small, "Linf 0.5", {**s, "GAT_CONTINUE": {"Linf 0.5": "Linf 0.7"}},
                                   "cpu")

@@ -3,6 +3,9 @@
     python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation]
     python -m advdetect.book render
     python -m advdetect.book all [--profile cpu]
+    python -m advdetect.book times
+
+``times`` prints how long each committed chapter's last run took (its glued ``chapter_seconds``) and the total.
 
 Every ``book/NN_name.ipynb`` entry of ``_toc.yml`` is produced from ``notebooks/NN_name.ipynb`` by papermill,
 in the order of the table of contents, with ``PROFILE`` passed as a parameter (and ``ADVDETECT_PROFILE`` set).
@@ -129,9 +132,29 @@ def render(root: Path) -> Path:
     return index
 
 
+def chapter_times(root: Path) -> list[tuple[str, float | None]]:
+    """Each chapter of ``_toc.yml`` with the run time its executed copy glued (``chapter_seconds``), or None
+    where the copy is missing or glued none."""
+    out = []
+    for _, dst in toc_notebooks(root):
+        seconds = glued(dst).get("chapter_seconds") if dst.exists() else None
+        out.append((dst.stem, float(seconds) if isinstance(seconds, (int, float)) else None))
+    return out
+
+
+def print_times(root: Path) -> None:
+    rows = chapter_times(root)
+    for name, seconds in rows:
+        print(f"{name:<40} " + ("not executed" if seconds is None else f"{seconds / 60:6.1f} min"))
+    known = [s for _, s in rows if s is not None]
+    missing = len(rows) - len(known)
+    print(f"{'total':<40} {sum(known) / 60:6.1f} min" +
+          ("" if not missing else f" ({missing} chapter{'s' if missing > 1 else ''} without a time)"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m advdetect.book", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["execute", "render", "all"])
+    parser.add_argument("command", choices=["execute", "render", "all", "times"])
     parser.add_argument("--profile", default=os.environ.get(profiles.ENV_VAR, profiles.DEFAULT_PROFILE),
                         help=f"one of {', '.join(profiles.PROFILES)} (default: $ADVDETECT_PROFILE or cpu)")
     parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
@@ -140,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
                              + ", ".join(f"{k} {v}" for k, v in CELL_TIMEOUT.items()) + ")")
     args = parser.parse_args(argv)
     root = repo_root()
+    if args.command == "times":
+        print_times(root)
+        return
     if args.command in ("execute", "all"):
         execute(root, args.profile, args.only, args.cell_timeout)
     if args.command in ("render", "all"):

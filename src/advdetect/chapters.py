@@ -43,6 +43,17 @@ def madry_classifier(cache, ds, s: Mapping, device) -> Trained:
                                         lr_drops=s["MADRY_DROPS"])
 
 
+def for_configuration(s: Mapping, key: str, name: str):
+    """A setting that is one value for every configuration of Table 6 or a dict with one per configuration."""
+    value = s[key]
+    if not isinstance(value, Mapping):
+        return value
+    if name not in value:
+        raise ValueError(f"{key} has no value for the configuration {name!r}: give one number, or one per "
+                         f"configuration of Table 6 ({sorted(gat.TABLE6)})")
+    return value[name]
+
+
 def _detector_init(cache, ds, s: Mapping, device, name: str = "Linf 0.3") -> Trained | None:
     """What the detectors of Table 6's configuration ``name`` start from: the trained detectors of the
     configuration ``GAT_CONTINUE[name]`` where there is one (a curriculum from a smaller budget), else
@@ -63,15 +74,14 @@ def _detector_init(cache, ds, s: Mapping, device, name: str = "Linf 0.3") -> Tra
 
 def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
     """The detectors of Table 6's configuration ``name`` with the GAT chapters' settings ``s`` (training attack
-    from ``TRAIN_ATTACKS``; the start of :func:`_detector_init`, and ``GAT_CONTINUE_EPOCHS`` epochs where that
-    is another configuration's detectors; per-epoch curves for L-inf 0.3; best epoch per detector when
-    ``SELECT_BEST``)."""
+    from ``TRAIN_ATTACKS``; the start of :func:`_detector_init`; ``GAT_EPOCHS`` and ``GAT_LR`` of the
+    configuration; per-epoch curves for L-inf 0.3; best epoch per detector when ``SELECT_BEST``)."""
     steps, step = s["TRAIN_ATTACKS"][name]
     attack = {"norm": gat.TABLE6[name]["norm"], "eps": gat.TABLE6[name]["eps"], "steps": steps, "step_size": step}
     return artefacts.gat_detectors(
-        cache, ds, attack=attack, width=s["WIDTH"],
-        epochs=s["GAT_CONTINUE_EPOCHS"] if name in s["GAT_CONTINUE"] else s["GAT_EPOCHS"], m=s["GAT_M"],
-        lr=s["GAT_LR"], seed=s["SEED"], device=device, monitor=s["MONITOR"] if name == "Linf 0.3" else 0,
+        cache, ds, attack=attack, width=s["WIDTH"], epochs=for_configuration(s, "GAT_EPOCHS", name), m=s["GAT_M"],
+        lr=for_configuration(s, "GAT_LR", name), seed=s["SEED"], device=device,
+        monitor=s["MONITOR"] if name == "Linf 0.3" else 0,
         desc=f"GAT {name}", init=_detector_init(cache, ds, s, device, name),
         select={"attack": gat.validation_attack(name), "n": s["SELECT_NEG"]} if s["SELECT_BEST"] else None)
 
@@ -79,7 +89,8 @@ def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
 def large_step_detectors(cache, ds, steps: int, step: float, s: Mapping, device) -> Trained:
     """Table 18's lesson on MNIST: L-inf 0.3 detectors trained with ``steps`` large steps of ``step``."""
     return artefacts.gat_detectors(cache, ds, attack=dict(norm="linf", eps=0.3, steps=steps, step_size=step),
-                                   width=s["WIDTH"], epochs=s["GAT_EPOCHS"], m=s["GAT_M"], lr=s["GAT_LR"],
+                                   width=s["WIDTH"], epochs=for_configuration(s, "GAT_EPOCHS", "Linf 0.3"), m=s["GAT_M"],
+                                   lr=for_configuration(s, "GAT_LR", "Linf 0.3"),
                                    seed=s["SEED"], device=device, monitor=0, init=_detector_init(cache, ds, s, device),
                                    desc=f"GAT large steps {steps} x {step:g}")
 

@@ -60,18 +60,17 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
     # what the detectors start from: "scratch" (GAT on MNIST) or "madry", the robust classifier's logit k (GAT's
     # start on CIFAR-10 is a classifier's logit k too, a natural one there)
     "GAT_INIT": _by("madry", "madry", "scratch"),
-    "GAT_EPOCHS": _by(1, 1, 100),             # every detector configuration (paper: 100)
-    # a curriculum: these configurations start from the trained detectors of a smaller budget and train for
-    # GAT_CONTINUE_EPOCHS (the paper trains every configuration from scratch)
-    "GAT_CONTINUE": _by({"Linf 0.5": "Linf 0.3", "L2 5.0": "L2 2.5"}, {"Linf 0.5": "Linf 0.3", "L2 5.0": "L2 2.5"},
-                        {}),
-    "GAT_CONTINUE_EPOCHS": _by(1, 4, 100),
+    # epochs and learning rate: one number for every configuration, or one per configuration of Table 6
+    "GAT_EPOCHS": _by(1, {"Linf 0.3": 1, "Linf 0.5": 4, "L2 2.5": 1, "L2 5.0": 2}, 100),   # paper: 100
     "GAT_M": _by(8, 32, 32),                  # positives (and negatives) per detector per step (paper: ~32)
-    "GAT_LR": _by(1e-3, 2e-4, 5e-4),
+    "GAT_LR": _by(1e-3, {"Linf 0.3": 2e-4, "Linf 0.5": 5e-4, "L2 2.5": 2e-4, "L2 5.0": 5e-4}, 5e-4),
+    # a curriculum: these configurations start from the trained detectors of a smaller budget (the paper trains
+    # every configuration from scratch)
+    "GAT_CONTINUE": _by({"Linf 0.5": "Linf 0.3"}, {"Linf 0.5": "Linf 0.3"}, {}),
     # training attacks per configuration of Table 6: [steps, step size] of Adam PGD (paper: Table 6)
     "TRAIN_ATTACKS": _by({"Linf 0.3": [2, 0.1], "Linf 0.5": [2, 0.15], "L2 2.5": [2, 1.0], "L2 5.0": [2, 2.0]},
                          {"Linf 0.3": [10, 0.04], "Linf 0.5": [15, 0.05], "L2 2.5": [10, 0.4],
-                          "L2 5.0": [10, 0.75]},
+                          "L2 5.0": [20, 0.3]},
                          {"Linf 0.3": [100, 0.01], "Linf 0.5": [100, 0.01], "L2 2.5": [100, 0.1],
                           "L2 5.0": [200, 0.1]}),
     "MONITOR": _by(5, 20, 100),               # negatives per detector for the per-epoch AUC curves (Fig 11)
@@ -164,7 +163,7 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "CLF_N": _by(50, 1000, 10000),            # test images attacked by PGD-100 in the classifiers' table
         "AA_N": _by(20, 500, 10000),              # of which AutoAttack (standard version) attacks the first ones
         "EVAL_NEG": _by(10, 60, 1000),            # attacked negatives per detector in the robustness tests
-        "AUC_NEG": _by(10, 500, 1000),            # ... for the ten L-inf 0.3 detectors of Table 11
+        "AUC_NEG": _by(10, 500, 1000),            # ... for all ten detectors of Tables 11 and 12
         "EVAL_STEPS": _by(10, 200, 200),          # the robustness test's attack (paper: 200 steps)
         "STRONG_STEPS": _by(20, 400, 2000),       # the much stronger attack of Tables 1, 8 (paper: 2000)
         "RESTARTS": _by(2, 5, 50),                # Table 10 (paper: 50 random restarts)
