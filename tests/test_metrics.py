@@ -74,6 +74,13 @@ def test_eroc_weights_per_class_aucs_by_adversarial_share():
     assert metrics.eroc(benign_scores, benign_pred, adv_scores, adv_pred) == pytest.approx(2 / 3 * 1.0 + 1 / 3 * 0.5)
 
 
+def test_mean_interval_brackets_the_mean():
+    v = np.random.default_rng(1).normal(4.0, 1.0, 400)
+    lo, hi = metrics.mean_interval(v)
+    assert lo < v.mean() < hi and hi - lo < 0.3 and lo < 4.0 < hi
+    assert all(np.isnan(metrics.mean_interval([1.0])))
+
+
 def test_eroc_interval_brackets_the_estimate_and_narrows_with_more_points():
     rng = np.random.default_rng(0)
     widths = []

@@ -161,6 +161,16 @@ def eroc_interval(benign_scores, benign_pred, adv_scores, adv_pred, *, level: fl
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
+def mean_interval(values, *, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``values`` (scipy's ``bootstrap``); NaN for fewer than two."""
+    v = _np(values).astype(float)
+    if len(v) < 2:
+        return (float("nan"), float("nan"))
+    res = bootstrap((v,), np.mean, n_resamples=resamples, confidence_level=level, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
 def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion."""
     if n == 0:
