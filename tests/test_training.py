@@ -111,6 +111,9 @@ def test_the_books_aims_are_stated_once_and_unknown_figures_are_refused():
                                  "* ARCLU own check, ASR-5: 0.100 (aim <= 0.1228: met)"]
     with pytest.raises(KeyError, match="no aim"):
         reports.against_aims({"Madry robust, PGD-1000": 0.9})
+    assert reports.aims_met({"Madry robust, PGD-100": 0.93, "ARCLU own check, ASR-5": 0.2,
+                             "TRADES, AutoAttack": float("nan")}) == {
+        "Madry robust, PGD-100": True, "ARCLU own check, ASR-5": False, "TRADES, AutoAttack": False}
 
 
 def test_training_costs_sum_each_models_epochs():

@@ -248,6 +248,17 @@ def overlap_phrase(row: Mapping) -> str:
             f"of {row['kNN accuracy']:.3f}")
 
 
+def aims_met(values: Mapping[str, float]) -> dict[str, bool]:
+    """Whether each measured figure meets the book's aim for it (:data:`AIMS`; a missing or NaN figure does
+    not), by the aim's name: the form the chapters glue for the verdict chapter."""
+    out = {}
+    for name, got in values.items():
+        op, bound = AIMS[name] if isinstance(AIMS[name], tuple) else (">=", AIMS[name])
+        ok = got is not None and not (isinstance(got, float) and np.isnan(got))
+        out[name] = bool(ok and (got >= bound if op == ">=" else got <= bound))
+    return out
+
+
 def _interval(share: float, n: int) -> str:
     lo, hi = proportion_ci(round(share * n), n)
     return f"{lo:.3f}-{hi:.3f}"
