@@ -25,3 +25,59 @@ def test_weak_models_or_missing_figures_leave_a_claim_open():
         decide(0.5, 0.5, better="up")
     with pytest.raises(ValueError, match="contain"):
         decide(0.5, 0.5, better="higher", interval=(0.6, 0.7))
+
+
+def test_one_figure_against_another_holds_only_outside_both_intervals():
+    from advdetect.verdict import compare
+
+    assert compare(0.05, (0.03, 0.08), 0.30, (0.25, 0.35), better="lower") == HOLDS
+    assert compare(0.30, (0.25, 0.35), 0.05, (0.03, 0.08), better="lower") == FAILS
+    assert compare(0.10, (0.05, 0.16), 0.14, (0.09, 0.20), better="lower") == UNDECIDED
+    assert compare(0.95, (0.9, 0.98), 0.5, (0.4, 0.6), better="higher") == HOLDS
+    assert compare(0.95, (0.9, 0.98), 0.5, (0.4, 0.6), better="higher", strong_enough=False) == UNDECIDED
+
+
+def test_claims_are_judged_from_glued_figures_with_their_intervals():
+    from advdetect.verdict import Claim, judge, verdict_table
+
+    glued = {"ch": {"asr": 0.24, "asr_ci": [0.21, 0.28], "other": 0.09, "other_ci": [0.06, 0.12],
+                    "err": 0.04, "err_n": 200, "auc": 0.999}}
+    paper = Claim("P", "ASR is 1%", "Table 2", "ch", "asr", "lower", paper=0.01, interval="asr_ci")
+    row = judge(paper, glued)
+    assert row["verdict"] == FAILS and row["95% CI"] == "0.210-0.280" and row["the paper / the claim"] == "0.01"
+    beats = Claim("P", "ours beats the ablation", "Table 2", "ch", "asr", "lower", interval="asr_ci",
+                  versus="other", versus_interval="other_ci")
+    assert judge(beats, glued)["verdict"] == FAILS
+    wilson = judge(Claim("P", "few errors", "Fig", "ch", "err", "lower", paper=0.10, n="err_n"), glued)
+    lo, hi = (float(v) for v in wilson["95% CI"].split("-"))
+    assert lo < 0.04 < hi < 0.10 and wilson["verdict"] == HOLDS
+    # a claim whose models miss the book's aims stays open, and says why
+    needs = Claim("P", "robust", "Table 11", "ch", "auc", "higher", paper=0.99, needs=("an aim",))
+    assert judge(needs, glued, {"an aim": True})["verdict"] == HOLDS
+    weak = judge(needs, glued, {"an aim": False})["verdict"]
+    assert weak.startswith(UNDECIDED) and "miss the book's aims" in weak
+    # a figure no chapter glued cannot be decided
+    missing = judge(Claim("P", "x", "T", "nowhere", "auc", "higher", paper=0.5), glued)
+    assert missing["verdict"] == UNDECIDED and math.isnan(missing["ours"])
+    table = verdict_table(glued, claims=(paper, beats))
+    assert list(table.index) == [("P", "ASR is 1%"), ("P", "ours beats the ablation")]
+
+
+def test_every_claim_names_a_figure_its_chapter_glues():
+    """The book's claims read only names that the chapters' source notebooks glue."""
+    import json
+    import re
+    from pathlib import Path
+
+    from advdetect.reports import AIMS
+    from advdetect.verdict import CLAIMS
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    for c in CLAIMS:
+        src = "".join("".join(cell["source"]) for cell in json.loads((root / f"{c.chapter}.ipynb").read_text())["cells"])
+        names = set(re.findall(r'glue\(f?"([a-z0-9_{}\[\]]+)"', src))
+        patterns = [re.compile("^" + re.sub(r"\{[^}]*\}", r"[a-z0-9_.]+", n) + "$") for n in names]
+        for name in (c.figure, c.interval, c.n, c.versus, c.versus_interval, c.versus_n):
+            if name is not None:
+                assert any(p.match(name) for p in patterns), f"{c.chapter} glues no {name}"
+        assert set(c.needs) <= set(AIMS)

@@ -12,6 +12,13 @@ A claim compares one of our measured figures with the paper's. :func:`decide` sa
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import pandas as pd
+
+from .metrics import proportion_ci
+from .paper import ARCLU_OWN_CHECK, ARCLU_TABLE2_MNIST, GAT_TABLE2, GAT_TABLE11_12
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "cannot be decided at this scale"
 
@@ -34,3 +41,129 @@ def decide(ours: float, paper: float, *, better: str, interval: tuple[float, flo
         return HOLDS if lo >= bar else FAILS if hi < bar else UNDECIDED
     bar = paper + tolerance
     return HOLDS if hi <= bar else FAILS if lo > bar else UNDECIDED
+
+
+def compare(ours: float, ours_interval: tuple[float, float], other: float, other_interval: tuple[float, float], *,
+            better: str, strong_enough: bool = True) -> str:
+    """The verdict on a claim that one of our figures beats another of ours (``better``: ``"higher"`` or
+    ``"lower"`` is the claimed direction): **holds** when the two 95% intervals do not overlap on the claimed
+    side, **does not hold** when they do not overlap on the other side, otherwise undecided."""
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', got {better!r}")
+    if any(isinstance(v, float) and math.isnan(v) for v in (ours, other, *ours_interval, *other_interval)) \
+            or not strong_enough:
+        return UNDECIDED
+    (lo, hi), (olo, ohi) = ours_interval, other_interval
+    if better == "lower":
+        lo, hi, olo, ohi = -hi, -lo, -ohi, -olo
+    return HOLDS if lo > ohi else FAILS if hi < olo else UNDECIDED
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim of a paper, and where the book measures it.
+
+    ``figure`` names the glued value (chapter ``chapter``) and ``interval`` the glued ``[lo, hi]`` of its 95%
+    interval, or ``n`` the glued number of trials behind a proportion (a Wilson interval then); ``paper`` is the
+    paper's number, or ``versus`` names another glued figure (with ``versus_interval`` / ``versus_n``) that
+    ours is claimed to beat. ``better`` says which way the claim points. ``needs`` names the book's aims
+    (:data:`advdetect.reports.AIMS`, read from ``aims``) that the claim presupposes: a model weaker than the
+    paper's cannot refute it."""
+
+    source: str
+    claim: str
+    where: str
+    chapter: str
+    figure: str
+    better: str
+    paper: float | None = None
+    interval: str | None = None
+    n: str | None = None
+    versus: str | None = None
+    versus_interval: str | None = None
+    versus_n: str | None = None
+    tolerance: float = 0.0
+    needs: tuple[str, ...] = ()
+
+
+def _interval(values: Mapping, value: float, interval: str | None, n: str | None) -> tuple[float, float]:
+    if interval is not None and isinstance(values.get(interval), (list, tuple)) and len(values[interval]) == 2:
+        return tuple(float(v) for v in values[interval])
+    if n is not None and isinstance(values.get(n), (int, float)) and values[n] > 0:
+        return proportion_ci(round(value * values[n]), int(values[n]))
+    return (value, value)
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def judge(claim: Claim, glued: Mapping[str, Mapping], met: Mapping[str, bool] | None = None) -> dict:
+    """One row of the verdict table: the claim, the paper's figure, ours with its interval, the verdict and the
+    chapter it comes from. ``glued``: chapter -> its glued values (:func:`advdetect.book.glued`); ``met``: aim
+    name -> whether the book's run met it."""
+    values = glued.get(claim.chapter, {})
+    ours = _number(values.get(claim.figure))
+    lo, hi = _interval(values, ours, claim.interval, claim.n) if not math.isnan(ours) else (math.nan, math.nan)
+    strong = all((met or {}).get(a, False) for a in claim.needs)
+    if claim.versus is not None:
+        other = _number(values.get(claim.versus))
+        olo, ohi = (_interval(values, other, claim.versus_interval, claim.versus_n) if not math.isnan(other)
+                    else (math.nan, math.nan))
+        verdict = compare(ours, (lo, hi), other, (olo, ohi), better=claim.better, strong_enough=strong)
+        reference = f"beats ours of {other:.3f} ({olo:.3f}-{ohi:.3f})" if not math.isnan(other) else "not measured"
+    else:
+        verdict = decide(ours, claim.paper, better=claim.better,
+                         interval=None if math.isnan(ours) else (min(lo, ours), max(hi, ours)),
+                         tolerance=claim.tolerance, strong_enough=strong)
+        reference = f"{claim.paper:g}"
+    return {"paper": claim.source, "claim": claim.claim, "where": claim.where,
+            "the paper / the claim": reference, "ours": ours,
+            "95% CI": "-" if math.isnan(lo) or lo == hi else f"{lo:.3f}-{hi:.3f}",
+            "verdict": verdict + ("" if strong or verdict != UNDECIDED or not claim.needs else
+                                  " (the models behind it miss the book's aims)"),
+            "chapter": claim.chapter}
+
+
+#: the headline claims the book measures on MNIST, by the chapter that glues each figure
+CLAIMS: tuple[Claim, ...] = (
+    Claim("GAT", "Every L-inf 0.3 detector resists a 200-step PGD attack within its budget", "Table 11 (worst of ten)",
+          "02_gat_detectors", "gat_linf03_auc_min", "higher", paper=min(GAT_TABLE11_12["Linf 0.3"]),
+          tolerance=0.005, needs=("Madry robust, PGD-100",)),
+    Claim("GAT", "Every L-inf 0.5 detector resists a 200-step PGD attack within its budget", "Table 12 (worst of ten)",
+          "02_gat_detectors", "gat_linf05_auc_min", "higher", paper=min(GAT_TABLE11_12["Linf 0.5"]),
+          tolerance=0.005, needs=("Madry robust, PGD-100",)),
+    Claim("GAT", "Generative detection beats integrated detection against each one's strongest attack",
+          "Fig 2a (FPR at 95% TPR)", "03_gat_detection_classification", "gat_generative_fpr95", "lower",
+          n="classification_n", versus="gat_integrated_fpr95", versus_n="classification_n"),
+    Claim("GAT", "The generative classifier with a reject option errs less under L-inf 0.3 than Madry's "
+          "robust classifier", "Fig 2b (error at a <= 5-point accuracy drop)", "03_gat_detection_classification",
+          "gat_generative_error_linf03_at_drop", "lower", n="classification_n", versus="madry_error_linf03",
+          versus_n="classification_n"),
+    Claim("GAT", "Fooling generative detection at 95% TPR takes a mean L2 distortion of 4.40 (L-inf 0.3 detectors)",
+          "Table 2", "03_gat_detection_classification", "gat_mean_l2_linf03", "higher",
+          paper=GAT_TABLE2["GAT, Linf 0.3 detectors"], interval="gat_mean_l2_linf03_ci"),
+    Claim("GAT", "Images synthesised through the generative classifier are recognisable as their class, more than "
+          "through a robust classifier", "Section 3.2, Fig 5 (kNN judge)", "06_image_synthesis", "synthesis_knn_gat",
+          "higher", n="synthesis_n", versus="synthesis_knn_madry", versus_n="synthesis_n"),
+    Claim("ARCLU", "In a softmax classifier's logit space, successful adversarial examples overlap the benign "
+          "clusters (a distance to the class centre cannot tell them apart: centre AUC below 0.6)",
+          "Fig 2 (2)", "01_motivation", "overlap_softmax_centre_auc", "lower", paper=0.6,
+          interval="overlap_softmax_centre_auc_ci"),
+    Claim("ARCLU", "The authors' own check: ASR 0.12 at 5% false positives under Eq. 17 PGD, L-inf 0.3",
+          "ARCLU repository", "04_cluster_separation", "arclu_own_check_asr5", "lower",
+          paper=ARCLU_OWN_CHECK["ASR"], interval="arclu_own_check_asr5_ci"),
+    Claim("ARCLU", "Untargeted adaptive PGD within L-inf 0.3 succeeds on 1% of ARCLU's test images at 1% FPR",
+          "Table 2", "04_cluster_separation", "arclu_table2_u_asr1", "lower",
+          paper=ARCLU_TABLE2_MNIST["PGD Linf 0.3, U"]["Ours"]["ASR-1"], interval="arclu_table2_u_asr1_ci",
+          needs=("ARCLU own check, EROC",)),
+    Claim("ARCLU", "Separating an adversarial cluster makes the detector more robust than its ablation L-Ben "
+          "(untargeted PGD, L-inf 0.3, ASR-1)", "Table 2", "04_cluster_separation", "arclu_table2_u_asr1", "lower",
+          interval="arclu_table2_u_asr1_ci", versus="lben_table2_u_asr1", versus_interval="lben_table2_u_asr1_ci"),
+)
+
+
+def verdict_table(glued: Mapping[str, Mapping], met: Mapping[str, bool] | None = None,
+                  claims: tuple[Claim, ...] = CLAIMS):
+    """Every claim of ``claims`` judged (:func:`judge`) as one DataFrame, indexed by paper and claim."""
+    return pd.DataFrame([judge(c, glued, met) for c in claims]).set_index(["paper", "claim"])
