@@ -81,3 +81,24 @@ def test_every_claim_names_a_figure_its_chapter_glues():
             if name is not None:
                 assert any(p.match(name) for p in patterns), f"{c.chapter} glues no {name}"
         assert set(c.needs) <= set(AIMS)
+
+
+def test_chapters_and_their_aims_are_read_from_executed_notebooks(tmp_path):
+    import json
+
+    from advdetect.verdict import aims_met_from, read_chapters
+
+    def glue_output(name, value):
+        return {"output_type": "display_data", "metadata": {"scrapbook": {"name": name, "mime_prefix": ""}},
+                "data": {"text/plain": repr(value)}}
+
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {},
+                     "outputs": [glue_output("x", 0.5), glue_output("aims_met_a", {"aim one": True}),
+                                 glue_output("aims_met_b", {"aim two": False})]}]}
+    (tmp_path / "02_chapter.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "notes.ipynb").write_text(json.dumps(nb))       # not a chapter
+    chapters = read_chapters(tmp_path)
+    assert list(chapters) == ["02_chapter"] and chapters["02_chapter"]["x"] == 0.5
+    assert aims_met_from(chapters) == {"aim one": True, "aim two": False}
+    with pytest.raises(FileNotFoundError, match="build the book first"):
+        read_chapters(tmp_path / "missing")

@@ -288,6 +288,11 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "CIFAR_SYN_STEPS": _by(5, 60, 60),
         "CIFAR_SYN_STEP": _same(0.5),
     },
+    # The verdict: the papers' headline claims judged from the executed chapters' glued figures
+    "verdict": {
+        "CHAPTERS": _same("book"),                # where the executed chapters are read from (repository-relative)
+        "TOLERANCE": _same(0.0),                  # extra slack on the paper's side of a figure claimed by a paper
+    },
 }
 
 

@@ -12,11 +12,13 @@ A claim compares one of our measured figures with the paper's. :func:`decide` sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
+from .book import glued
 from .metrics import proportion_ci
 from .paper import ARCLU_OWN_CHECK, ARCLU_TABLE2_MNIST, GAT_TABLE2, GAT_TABLE11_12
 
@@ -164,6 +166,29 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def verdict_table(glued: Mapping[str, Mapping], met: Mapping[str, bool] | None = None,
-                  claims: tuple[Claim, ...] = CLAIMS):
-    """Every claim of ``claims`` judged (:func:`judge`) as one DataFrame, indexed by paper and claim."""
-    return pd.DataFrame([judge(c, glued, met) for c in claims]).set_index(["paper", "claim"])
+                  claims: tuple[Claim, ...] = CLAIMS, tolerance: float = 0.0):
+    """Every claim of ``claims`` judged (:func:`judge`) as one DataFrame, indexed by paper and claim;
+    ``tolerance`` is added to every claim's own."""
+    rows = [judge(replace(c, tolerance=c.tolerance + tolerance), glued, met) for c in claims]
+    return pd.DataFrame(rows).set_index(["paper", "claim"])
+
+
+def read_chapters(folder) -> dict[str, dict]:
+    """Every executed chapter ``NN_name.ipynb`` of ``folder`` by name, with what it glued
+    (:func:`advdetect.book.glued`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no executed chapters in {folder}: build the book first (python -m advdetect.book "
+                                "execute), or point CHAPTERS at the folder that holds them")
+    return {p.stem: glued(p) for p in sorted(folder.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def aims_met_from(chapters: Mapping[str, Mapping]) -> dict[str, bool]:
+    """Whether each of the book's aims was met, merged from the ``aims_met_*`` dicts the chapters glue
+    (:func:`advdetect.reports.aims_met`)."""
+    met: dict[str, bool] = {}
+    for values in chapters.values():
+        for name, v in values.items():
+            if name.startswith("aims_met") and isinstance(v, dict):
+                met.update({str(k): bool(x) for k, x in v.items()})
+    return met
