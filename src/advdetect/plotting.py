@@ -168,7 +168,7 @@ def overlap_figure(studies: dict, points: dict, *, num_classes: int = 10, method
     embedding method (``points[(space, method)]``: the 2-D embedding of the space's benign points, then of its
     *successful* adversarial ones, the points the overlap numbers are measured on): points coloured by predicted
     class, each panel titled with the space's overlap numbers (computed in the space, not in the picture)."""
-    fig, axes = plt.subplots(len(methods), len(studies), figsize=(4.2 * len(studies), 4.0 * len(methods)),
+    fig, axes = plt.subplots(len(methods), len(studies), figsize=(4.4 * len(studies), 4.3 * len(methods)),
                              squeeze=False)
     for j, (name, st) in enumerate(studies.items()):
         hit = np.asarray(st["successful"], dtype=bool)
@@ -179,7 +179,7 @@ def overlap_figure(studies: dict, points: dict, *, num_classes: int = 10, method
         for i, method in enumerate(methods):
             representation_map(axes[i, j], points[(name, method)], pred, is_adv,
                                f"{name} - {method}\n{st['n successful']} of {st['n attacked']} reached their "
-                               f"target; {numbers}", num_classes)
+                               f"target\n{numbers}", num_classes)
     representation_legend(fig, num_classes)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
