@@ -45,7 +45,10 @@ GLUED = {"02_gat_detectors": {"natural_clean_accuracy", "madry_clean_accuracy", 
                               "madry_autoattack_accuracy", "gat_linf03_auc_min", "gat_linf03_auc_mean"},
          "04_cluster_separation": {"arclu_own_check_asr5", "arclu_own_check_eroc"},
          "05_adaptive_attacks": {"trades_pgd100_accuracy", "trades_autoattack_accuracy"}}
-COMMITTED = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+#: committed chapters known to predate the glue of issue 14 (strict: the mark fails once the chapter glues it)
+STALE = {"05_adaptive_attacks": "chapter 05 is re-executed with the evaluation of issue 15"}
+COMMITTED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=STALE[p.stem])) if p.stem in STALE else p
+             for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))]
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
