@@ -14,7 +14,7 @@ CORE = {"errors", "runtime", "data", "synthetic", "models", "ensemble", "attacks
         "metrics", "evaluation", "blackbox"}
 METHODS = {"training", "gat", "arclu", "baselines", "synthesis", "density", "embedding", "bench"}
 BOOK = {"cache", "profiles", "paper", "artefacts", "chapters", "suite", "reports", "plotting", "widgets", "book",
-        "verdict"}
+        "verdict", "executed"}
 LAYER = {**{m: 0 for m in CORE}, **{m: 1 for m in METHODS}, **{m: 2 for m in BOOK}}
 
 #: imports inside functions, allowed only where a heavy optional dependency must stay lazy

@@ -7,7 +7,8 @@ Three layers (see ARCHITECTURE.md), imported in one direction, book -> methods -
   ``metrics``, ``models``, ``ensemble``, ``data``, ``synthetic``, ``runtime``, ``errors``;
 * methods: ``training``, ``gat``, ``arclu``, ``baselines``, ``synthesis``, ``density``, ``embedding``, ``bench``;
 * book: ``cache``, ``profiles``, ``artefacts`` (the one cached builder), ``chapters``, ``suite``, ``reports``,
-  ``paper``, ``plotting``, ``widgets``, ``book``, ``verdict``.
+  ``paper``, ``plotting``, ``widgets``, ``executed``, ``verdict``, ``book`` (the build's entry point, not imported by the
+  package).
 
 Importing it never touches CUDA: every function takes its device from the model's parameters or from the
 tensors it is given.
@@ -20,7 +21,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from . import (arclu, artefacts, attacks, baselines, bench, blackbox, book, cache, chapters, data, defences,  # noqa: E402,F401,I001
+from . import (arclu, artefacts, attacks, baselines, bench, blackbox, cache, chapters, data, defences,  # noqa: E402,F401,I001
                density, embedding, ensemble, evaluation, gat, metrics, models, objectives, paper, plotting, profiles,
                reports, runtime, suite, synthesis, synthetic, training, verdict, widgets)
 from .errors import AdvDetectError, CacheError, DataError, ProfileError  # noqa: E402,F401

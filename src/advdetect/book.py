@@ -16,8 +16,6 @@ and ``--keep-going``, and prints where ``index.html`` is.
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import os
 import re
 import shutil
@@ -29,21 +27,13 @@ from pathlib import Path
 import yaml
 
 from . import profiles
+from .executed import glued, repo_root
 
 NOTEBOOK = re.compile(r"^book/(\d\d_[A-Za-z0-9_]+)(\.ipynb)?$")
 
 #: the longest one cell of a chapter may run before the build stops with an error, per profile (seconds): the
 #: net under a hung cell (the cpu profile's longest cell, the attack suite, takes about ten minutes)
 CELL_TIMEOUT = {"smoke": 900, "cpu": 3600, "paper": 48 * 3600}
-
-
-def repo_root(start: Path | None = None) -> Path:
-    """The folder holding ``_toc.yml`` (searched upward from ``start``, default the working directory)."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "_toc.yml").is_file() and (folder / "_config.yml").is_file():
-            return folder
-    raise SystemExit(f"no _toc.yml/_config.yml found in {here} or above: run from the advdetect checkout")
 
 
 def _files(node) -> list[str]:
@@ -98,28 +88,6 @@ def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeou
                             kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False,
                             execution_timeout=cell_timeout or CELL_TIMEOUT[profile])
         print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
-
-
-def glued(notebook: str | os.PathLike) -> dict:
-    """The values an executed notebook glued (``myst_nb.glue``), by name: numbers, strings, booleans and lists or
-    dicts of them, read back from their text form; anything else stays a string. A later glue of the same name
-    wins, as in the rendered book."""
-    nb = json.loads(Path(notebook).read_text())
-    out = {}
-    for cell in nb.get("cells", []):
-        for o in cell.get("outputs", []):
-            meta = o.get("metadata", {}).get("scrapbook")
-            if not meta:
-                continue
-            text = o.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain")
-            if text is None:
-                continue
-            text = "".join(text) if isinstance(text, list) else text
-            try:
-                out[meta["name"]] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                out[meta["name"]] = text
-    return out
 
 
 def render(root: Path) -> Path:

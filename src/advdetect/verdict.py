@@ -18,7 +18,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from .book import glued
+from .executed import glued, repo_root
 from .metrics import proportion_ci
 from .paper import ARCLU_OWN_CHECK, ARCLU_TABLE2_MNIST, GAT_TABLE2, GAT_TABLE11_12
 
@@ -174,9 +174,11 @@ def verdict_table(glued: Mapping[str, Mapping], met: Mapping[str, bool] | None =
 
 
 def read_chapters(folder) -> dict[str, dict]:
-    """Every executed chapter ``NN_name.ipynb`` of ``folder`` by name, with what it glued
-    (:func:`advdetect.book.glued`)."""
+    """Every executed chapter ``NN_name.ipynb`` of ``folder`` (relative to the checkout unless absolute) by name,
+    with what it glued (:func:`advdetect.executed.glued`)."""
     folder = Path(folder)
+    if not folder.is_absolute():
+        folder = repo_root(Path(__file__).parent) / folder
     if not folder.is_dir():
         raise FileNotFoundError(f"no executed chapters in {folder}: build the book first (python -m advdetect.book "
                                 "execute), or point CHAPTERS at the folder that holds them")
