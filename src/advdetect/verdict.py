@@ -69,8 +69,9 @@ class Claim:
     interval, or ``n`` the glued number of trials behind a proportion (a Wilson interval then); ``paper`` is the
     paper's number, or ``versus`` names another glued figure (with ``versus_interval`` / ``versus_n``) that
     ours is claimed to beat. ``better`` says which way the claim points. ``needs`` names the book's aims
-    (:data:`advdetect.reports.AIMS`, read from ``aims``) that the claim presupposes: a model weaker than the
-    paper's cannot refute it."""
+    (:data:`advdetect.reports.AIMS`) that the claim presupposes: a model trained far less than the paper's and
+    short of the book's aim for it cannot refute a claim about the paper's model (a claim about robustness
+    after training names the aim for that very model)."""
 
     source: str
     claim: str
@@ -131,10 +132,10 @@ def judge(claim: Claim, glued: Mapping[str, Mapping], met: Mapping[str, bool] | 
 CLAIMS: tuple[Claim, ...] = (
     Claim("GAT", "Every L-inf 0.3 detector resists a 200-step PGD attack within its budget", "Table 11 (worst of ten)",
           "02_gat_detectors", "gat_linf03_auc_min", "higher", paper=min(GAT_TABLE11_12["Linf 0.3"]),
-          tolerance=0.005, needs=("Madry robust, PGD-100",)),
+          tolerance=0.005, needs=("L-inf 0.3 detectors, worst of ten",)),
     Claim("GAT", "Every L-inf 0.5 detector resists a 200-step PGD attack within its budget", "Table 12 (worst of ten)",
           "02_gat_detectors", "gat_linf05_auc_min", "higher", paper=min(GAT_TABLE11_12["Linf 0.5"]),
-          tolerance=0.005, needs=("Madry robust, PGD-100",)),
+          tolerance=0.005, needs=("L-inf 0.5 detectors, worst of ten",)),
     Claim("GAT", "Generative detection beats integrated detection against each one's strongest attack",
           "Fig 2a (FPR at 95% TPR)", "03_gat_detection_classification", "gat_generative_fpr95", "lower",
           n="classification_n", versus="gat_integrated_fpr95", versus_n="classification_n"),
