@@ -61,6 +61,11 @@ def test_claims_are_judged_from_glued_figures_with_their_intervals():
     assert missing["verdict"] == UNDECIDED and math.isnan(missing["ours"])
     table = verdict_table(glued, claims=(paper, beats))
     assert list(table.index) == [("P", "ASR is 1%"), ("P", "ours beats the ablation")]
+    from advdetect.verdict import styled
+
+    shown = styled(table).data
+    assert list(shown["ours (95% CI)"]) == ["0.2400 (0.210-0.280)"] * 2
+    assert shown["claim"].iloc[0] == "ASR is 1% (Table 2)"
 
 
 def test_every_claim_names_a_figure_its_chapter_glues():

@@ -195,3 +195,15 @@ def aims_met_from(chapters: Mapping[str, Mapping]) -> dict[str, bool]:
             if name.startswith("aims_met") and isinstance(v, dict):
                 met.update({str(k): bool(x) for k, x in v.items()})
     return met
+
+
+def styled(table: pd.DataFrame):
+    """The verdict table as the chapter shows it: one row per claim (the place in the paper in brackets), the
+    paper's figure, ours with its interval in one cell, left-aligned, without the index."""
+    t = table.reset_index()
+    ours = [("not measured" if pd.isna(v) else f"{v:.4f}") + ("" if ci == "-" else f" ({ci})")
+            for v, ci in zip(t["ours"], t["95% CI"])]
+    shown = pd.DataFrame({"paper": t["paper"], "claim": t["claim"] + " (" + t["where"] + ")",
+                          "the paper's figure": t["the paper / the claim"], "ours (95% CI)": ours,
+                          "verdict": t["verdict"], "chapter": t["chapter"]})
+    return shown.style.hide(axis="index").set_properties(**{"text-align": "left", "vertical-align": "top"})
