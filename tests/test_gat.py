@@ -272,6 +272,10 @@ def test_autoattack_on_a_classifier_breaks_an_undefended_one_and_is_cached(linea
     lo, hi = (float(v) for v in table.loc["linear", "PGD-100 95% CI"].split("-"))
     assert lo <= table.loc["linear", "PGD-100"] <= hi
     assert table.loc["linear", "reference: clean / PGD-100 / best attack"] == "-"
+    note = reports.autoattack_checks_note(table)
+    assert note == "AutoAttack's own checks raised no warning." or note.startswith("AutoAttack's own checks warned")
+    table.loc["linear", "AutoAttack's own checks"] = "Square found more"
+    assert reports.autoattack_checks_note(table).endswith("* **linear**: Square found more")
 
 
 def test_classifier_references_follow_the_training_recipe_not_the_name(linear_classifier):

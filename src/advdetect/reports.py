@@ -147,6 +147,18 @@ def classifier_table(cache, classifiers: Mapping, ds, *, n_attacked: int, n_auto
     return pd.DataFrame(rows).set_index("classifier")
 
 
+def autoattack_checks_note(table: pd.DataFrame) -> str:
+    """The warnings AutoAttack's own checks raised, per classifier of :func:`classifier_table`, as a Markdown
+    list under a sentence (or a sentence that there were none), for the text under the table."""
+    col = "AutoAttack's own checks"
+    if col not in table:
+        return ""
+    found = [(name, text) for name, text in table[col].items() if text != "no warning"]
+    if not found:
+        return "AutoAttack's own checks raised no warning."
+    return "AutoAttack's own checks warned:\n\n" + "\n".join(f"* **{name}**: {text}" for name, text in found)
+
+
 def clearly_above(a: tuple[float, int], b: tuple[float, int]) -> bool:
     """Whether proportion ``a`` = (share, n) is above ``b`` with room to spare: the Wilson 95% intervals do not
     overlap and ``a``'s lies higher. The book ranks two measured shares only then."""
