@@ -19,6 +19,7 @@ from .defences import (
     FeatureSqueezing,
     GatGenerative,
     GatIntegrated,
+    ResistingDefence,
 )
 from .embedding import METHODS
 from .objectives import Criterion
@@ -188,11 +189,12 @@ def overlap_figure(cache, studies: dict, *, seed: int = 0, perplexity: float = 3
 # ------------------------------------------------------------------------------------ head to head (ch. 05)
 
 def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, Defence], dict[str, Trained]]:
-    """The head-to-head chapter's ten defences at ``profile``: GAT's natural classifier, robust classifier and
+    """The head-to-head chapter's eleven defences at ``profile``: GAT's natural classifier, robust classifier and
     L-inf 0.3 detectors as the GAT chapters train them, ARCLU and L-Ben as the cluster separation chapter
     trains them, and what only this chapter needs, from its settings ``s``: TRADES (``TRADES_*``, on the GAT
-    chapters' data and network), Feature Squeezing (``FS_MEDIAN``), LID and MAHA (``FEATURE_FIT`` images,
-    ``LID_K`` neighbours among ``LID_REFERENCE``). Returns (defences, the trained models by name)."""
+    chapters' data and network), Resisting's Gaussian-mixture VAE (``RES_*``), Feature Squeezing
+    (``FS_MEDIAN``), LID and MAHA (``FEATURE_FIT`` images, ``LID_K`` neighbours among ``LID_REFERENCE``).
+    Returns (defences, the trained models by name)."""
     g = profiles.defaults("gat_detectors", profile)
     ds = load_for(g)
     bank = table6_detectors(cache, ds, "Linf 0.3", g, device)
@@ -204,6 +206,8 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
                                          attack=dict(norm="linf", eps=0.3, steps=s["TRADES_STEPS"],
                                                      step_size=s["TRADES_STEP"]), seed=g["SEED"], device=device,
                                          warmup=s["TRADES_WARMUP"], lr_drops=s["TRADES_DROPS"])
+    resisting = artefacts.resisting_vae(cache, ds, width=s["RES_WIDTH"], magnitude=s["RES_M"], epochs=s["RES_EPOCHS"],
+                                        lr=s["RES_LR"], batch_size=s["RES_BATCH"], seed=g["SEED"], device=device)
     feature = artefacts.feature_detectors(cache, f.model, ds, n_fit=s["FEATURE_FIT"], n_reference=s["LID_REFERENCE"],
                                           k=s["LID_K"], attack=dict(norm="linf", eps=0.3, steps=g["MADRY_STEPS"],
                                                                     step_size=g["MADRY_STEP"]), seed=g["SEED"])
@@ -215,12 +219,14 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
         "Vanilla": ClassifierDefence("Vanilla", f.model),
         "Madry": ClassifierDefence("Madry", robust.model, kind="robust classifier", recipe="madry"),
         "TRADES": ClassifierDefence("TRADES", trades.model, kind="robust classifier", recipe="trades"),
+        "Resisting": ResistingDefence("Resisting", resisting.model),
         "FS": FeatureSqueezing(f.model, size=s["FS_MEDIAN"]),
         "LID": feature["LID"].model,
         "MAHA": feature["MAHA"].model,
     }
     models = {"natural classifier": f, "Madry": robust, "GAT Linf 0.3": bank, "ARCLU": encoders["ARCLU"],
-              "L-Ben": encoders["L-Ben"], "TRADES": trades, "LID": feature["LID"], "MAHA": feature["MAHA"]}
+              "L-Ben": encoders["L-Ben"], "TRADES": trades, "Resisting VAE": resisting, "LID": feature["LID"],
+              "MAHA": feature["MAHA"]}
     return {k: v.to(device).eval() for k, v in out.items()}, models
 
 

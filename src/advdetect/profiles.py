@@ -194,7 +194,7 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "L2_STEPS": _by(10, 150, 1000),           # Adam steps per round (paper: 1000 of lr 1.0)
         "L2_LR": _same(1.0),
     },
-    # ARCLU Section 5 and GAT Section 4 under one suite: ten defences, adaptive white-box, multi-targeted,
+    # ARCLU Section 5 and GAT Section 4 under one suite: eleven defences, adaptive white-box, multi-targeted,
     # black-box and AutoAttack (the defences' own settings come from the chapters that train them)
     "adaptive": {
         "SEED": _same(0),
@@ -249,6 +249,12 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "TRADES_DROPS": _by([], [8], []),
         "TRADES_AA_N": _by(20, 500, 10000),       # TRADES under PGD-100 and AutoAttack (standard) on this many
         "TRADES_N": _by(50, 1000, 10000),         # test images (PGD-100) and the first TRADES_AA_N of them
+        # Resisting (Ghosh et al. 2019): a Gaussian-mixture VAE; ARCLU gives only "a 10-layer CNN VAE" on MNIST
+        "RES_WIDTH": _by(0.25, 1.0, 1.0),         # channel multiplier of the VAE (conv 32, 64; FC 256 at 1.0)
+        "RES_M": _same(10.0),                     # distance of the mixture means from the origin (ARCLU's M)
+        "RES_EPOCHS": _by(1, 10, 50),
+        "RES_LR": _same(1e-3),
+        "RES_BATCH": _same(100),
         "FS_MEDIAN": _same(2),                    # median filter size (Xu et al. on MNIST: 2x2)
         "FEATURE_FIT": _by(200, 1000, 10000),     # training images (and their PGD examples) fitting LID / MAHA
         "LID_REFERENCE": _same(100),              # LID's reference batch (Ma et al.: minibatch 100)
