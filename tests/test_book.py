@@ -46,7 +46,7 @@ GLUED = {"02_gat_detectors": {"natural_clean_accuracy", "madry_clean_accuracy", 
          "04_cluster_separation": {"arclu_own_check_asr5", "arclu_own_check_eroc"},
          "05_adaptive_attacks": {"trades_pgd100_accuracy", "trades_autoattack_accuracy"}}
 #: committed chapters known to predate the glue of issue 14 (strict: the mark fails once the chapter glues it)
-STALE = {"05_adaptive_attacks": "chapter 05 is re-executed with the evaluation of issue 15"}
+STALE: dict[str, str] = {}
 COMMITTED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=STALE[p.stem])) if p.stem in STALE else p
              for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))]
 
@@ -58,6 +58,17 @@ def test_the_committed_book_glues_its_figures_and_its_run_time(path):
     assert names <= values.keys(), f"{path.name} glues no {sorted(names - values.keys())}"
     assert all(isinstance(values[n], (int, float)) and not isinstance(values[n], bool) for n in names)
     assert all(0.0 <= values[n] <= 1.0 for n in names - {"chapter_seconds"}) and values["chapter_seconds"] > 0
+
+
+def test_the_committed_head_to_head_glues_its_power_thresholds_worst_cases_and_convergence():
+    values = book.glued(ROOT / "book" / "05_adaptive_attacks.ipynb")
+    assert values["n_attacked"] >= 500 and values["heldout_per_class_min"] >= 1000      # the cpu profile's floor
+    assert isinstance(values["converged"], bool)
+    worst = values["worst_case_asr1"]
+    assert {"ARCLU", "GAT integrated", "GAT generative", "Madry", "TRADES", "Resisting"} <= worst.keys()
+    for v in worst.values():
+        lo, hi = v["95% CI"]
+        assert 0 <= lo <= v["ASR-1"] <= hi <= 1 and v["eligible"] > 0
 
 
 def test_chapter_times_are_read_from_the_committed_book(capsys):

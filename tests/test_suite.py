@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from advdetect import attacks, blackbox, defences, evaluation, models, objectives, profiles, reports, suite
+from advdetect import attacks, blackbox, defences, evaluation, metrics, models, objectives, profiles, reports, suite
 from advdetect.cache import ArtefactCache
 from advdetect.training import train_classifier
 
@@ -103,7 +103,7 @@ def test_suite_run_gives_curves_for_the_views(trained, mnist_small, tmp_path):
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
               "steps": 10, "step_sizes": [0.05]},
              {"name": "FGSM Linf 0.3", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.3}]
-    res = suite.run_suite(ArtefactCache(tmp_path / "c"), {"Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
+    res = suite.run_suite(ArtefactCache(tmp_path / "c"), {"Vanilla": trained}, x, y, xh[:400], specs,
                           surrogate_x={}, ps=(1, 5), progress=False)
     curves = reports.classification_curves(res, "linf", 0.3)
     c = curves["Vanilla"]
@@ -210,6 +210,7 @@ def _fake_suite(success_by_attack, specs, n=10):
 
         def __init__(self):
             self.y = y
+            self.x = torch.zeros(n, 1, 1, 1)
 
         def accuracy(self):
             return 1.0
@@ -233,8 +234,14 @@ SPECS = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf"
          {"name": "AutoAttack Linf 0.3", "table": "aa", "method": "autoattack", "norm": "linf", "eps": 0.3}]
 
 
-def _checks(succ, sweeps=None):
-    table = reports.sanity_checks(_fake_suite(succ, SPECS), sweeps)
+def _converged(gain):
+    """A convergence study (as :func:`advdetect.suite.convergence_study` returns it) whose last doubling adds ``gain``."""
+    return {"D": {"attack": "PGD Linf 0.4, U", "steps": [1, 2, 4, 8], "asr": [0.3, 0.4, 0.5, 0.5 + gain],
+                  "gain": gain, "converged": gain <= 0.02}}
+
+
+def _checks(succ, convergence=None):
+    table = reports.sanity_checks(_fake_suite(succ, SPECS), convergence)
     return dict(zip(table["check"], table["passed"]))
 
 
@@ -246,20 +253,20 @@ def _passed(checks, start):
 def test_sanity_checks_pass_a_consistent_suite_and_catch_each_failure():
     ok = {"PGD Linf 0.3, U": [1] * 5 + [0] * 5, "PGD Linf 0.4, U": [1] * 7 + [0] * 3,
           "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [1] * 3 + [0] * 7, "AutoAttack Linf 0.3": [1] * 5 + [0] * 5}
-    checks = _checks(ok, {"D": ([10, 20, 50], [0.3, 0.4, 0.5])})
+    checks = _checks(ok, _converged(0.01))
     assert all(checks.values()), checks
     bad = dict(ok)
     bad["PGD Linf 1, U"] = [1] * 6 + [0] * 4              # unbounded attack stuck at 0.6
     bad["NES Linf 0.3"] = [1] * 8 + [0] * 2               # black-box beats white-box
     bad["AutoAttack Linf 0.3"] = [1] * 8 + [0] * 2        # AutoAttack finds 3 more
     bad["PGD Linf 0.4, U"] = [1] * 2 + [0] * 8            # a larger budget that finds less
-    checks = _checks(bad, {"D": ([10, 20, 50], [0.5, 0.2, 0.5])})
+    checks = _checks(bad, _converged(0.1))
     assert len(checks) == 5                               # no L2 attack: no L2 chain
     assert _passed(checks, "PGD Linf 1, U reaches") is False
     assert _passed(checks, "NES Linf 0.3 <= white-box") is False
     assert _passed(checks, "AutoAttack Linf 0.3 adds") is False
     assert _passed(checks, "ASR-1 grows with linf eps") is False   # 0.5 -> 0.2 -> 0.6
-    assert _passed(checks, "ASR-1 grows with steps") is False      # 0.5 -> 0.2
+    assert _passed(checks, "PGD Linf 0.4, U converged") is False  # doubling the steps still adds 0.1
 
 
 def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
@@ -268,8 +275,14 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
     w = reports.worst_case(s)
     assert w.loc["D", "attack"] == "PGD Linf 0.4, U" and w.loc["D", "worst-case ASR-1"] == pytest.approx(0.6)
     assert w.loc["D", "all L-inf 0.3 attacks together"] == pytest.approx(0.2)
-    t = reports.results_table(s, ["PGD Linf 0.3, U"], paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
-    assert isinstance(t, pd.DataFrame) and t.loc[("PGD Linf 0.3, U", "ASR-1"), ("D", "ours")] == pytest.approx(0.2)
+    t = reports.results_table(s, ["PGD Linf 0.3, U", "PGD Linf 0.4, U"],
+                              paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
+    row = t.loc[("PGD Linf 0.3, U", "D")]
+    assert row["ASR-1"] == pytest.approx(0.2) and row["eligible images"] == 10 and np.isnan(row["paper ASR-1"])
+    lo, hi = reports.interval_bounds(row["ASR-1 95% CI"])
+    assert lo < 0.2 < hi and (lo, hi) == pytest.approx(metrics.proportion_ci(2, 10), abs=0.005)
+    worst = reports.worst_rows(t).loc["D"]
+    assert worst["attack"] == "PGD Linf 0.4, U" and worst["ASR-1"] == pytest.approx(0.6)
 
 
 def test_comparison_tables_and_worst_attack():
@@ -361,7 +374,7 @@ def test_the_papers_protocols_run_beside_the_suite_on_the_same_arena(trained, mn
     # the classifier's logits as an ARCLU-style space (one-hot means and the origin): a distance defence
     means = torch.cat([torch.eye(10) * 10, torch.zeros(1, 10)])
     arclu_like = defences.DistanceDefence("ARCLU", trained.classifier, means)
-    res = suite.run_suite(cache, {"ARCLU": arclu_like, "Vanilla": trained}, x, y, xh[:400], specs, n_blackbox=5,
+    res = suite.run_suite(cache, {"ARCLU": arclu_like, "Vanilla": trained}, x, y, xh[:400], specs,
                           surrogate_x={}, ps=(1, 5), progress=False)
     table = reports.protocol_comparison(cache, res, steps=10)
     assert list(table.index.get_level_values(0)) == ["ARCLU", "ARCLU"]      # Vanilla has no paper protocol
@@ -369,3 +382,59 @@ def test_the_papers_protocols_run_beside_the_suite_on_the_same_arena(trained, mn
     assert labels == ["nearest wrong, sign 10 x 0.01", "nearest wrong, sign 10 x 0.01, targeted"]
     assert table["its ASR-1"].between(0, 1).all()
     assert (table["all our L-inf 0.3 attacks"] == res.get("ARCLU", "PGD Linf 0.3, U")).all()
+
+
+def test_a_subset_arena_shares_the_thresholds_and_slices_the_points(trained, mnist_small):
+    arena = _arena(trained, mnist_small, n=20)
+    sub = arena.subset(8)
+    assert len(sub.x) == 8 and torch.equal(sub.x, arena.x[:8]) and torch.equal(sub.targets, arena.targets[:8])
+    assert sub.tau is arena.tau and sub.heldout is arena.heldout          # thresholds shared, not recomputed
+    assert torch.equal(sub.eligible(), arena.eligible()[:8])
+    assert arena.subset(100) is arena and len(arena.x) == 20
+
+
+def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets():
+    p = profiles.defaults("adaptive", "cpu")
+    specs = {s["name"]: s for s in suite.attack_specs(p)}
+    t2 = specs["PGD Linf 0.3, U"]
+    assert t2["rule"] == "apgd" and t2["step_sizes"] == [pytest.approx(0.6)] and t2["losses"] == ["composite"]
+    assert "rule" not in specs["PGD L1 15, U"]                            # L1 and L0 keep steepest descent
+    assert specs["NES Linf 0.3"]["n"] == p["N_BLACKBOX"] and specs["AutoAttack Linf 0.3"]["n"] == p["AA_N"]
+    assert specs["APGD Linf 0.3, U"]["n"] == p["N_SUBSET"] and "n" not in t2
+    assert specs["CW L2 2.0"]["kappa"] == p["CW_KAPPA"] > 0
+    assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100
+
+
+def test_paper_stands_for_each_defences_own_objective(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    arena = _arena(trained, mnist_small, n=10)
+    a = suite.white_box(cache, arena, method="fgsm", norm="linf", eps=0.3, losses=["paper"])
+    b = suite.white_box(cache, arena, method="fgsm", norm="linf", eps=0.3, losses=[trained.paper_objective])
+    assert torch.equal(a[arena.ps[0]], b[arena.ps[0]])
+
+
+def test_convergence_study_reruns_the_worst_attack_on_the_subset(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    specs = [{"name": "PGD Linf 0.1, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.1, "targeted": False,
+              "steps": 4, "step_sizes": [0.02]},
+             {"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
+              "steps": 4, "step_sizes": [0.05]}]
+    res = suite.run_suite(cache, {"Vanilla": trained}, x, y, xh[:400], specs, surrogate_x={}, ps=(1, 5),
+                          progress=False)
+    c = suite.convergence_study(cache, res, "Vanilla", n=10, steps=32, size_steps=8, step_sizes=[0.1, 0.2])
+    assert c["attack"] == "PGD Linf 0.3, U" and c["eps"] == 0.3 and len(c["curve"]) == 32
+    assert c["n"] == int(res.arenas["Vanilla"].eligible()[:10].sum())
+    assert c["at suite steps"] == pytest.approx(float(c["curve"][3]))
+    assert sorted(c["sizes"]) == pytest.approx([0.03, 0.06]) and c["converged"]
+    assert c["result"]["ASR-1"] == pytest.approx(c["asr"][-1])          # the traced run's examples, scored
+    w = reports.worst_case(res, convergence={"Vanilla": c})
+    assert w.loc["Vanilla", "converged"] and "converged 95% CI" in w.columns
+
+
+def test_ranking_phrase_ranks_only_outside_the_intervals():
+    text = reports.ranking_phrase({"A": (0.05, 500), "B": (0.07, 500), "C": (0.5, 500)}, [("A", "B"), ("A", "C")])
+    assert "lowest worst-case ASR-1 is **A**" in text and "overlaps those of B" in text
+    assert "C lie clearly above" in text
+    assert "A 0.05" in text and "cannot be ranked" in text and "is clearly lower than C" in text
+    assert reports.glue_name("GAT integrated") == "gat_integrated" and reports.glue_name("L-Ben") == "l_ben"

@@ -63,6 +63,18 @@ class Arena:
     def device(self):
         return device_of(self.defence)
 
+    def subset(self, n: int) -> "Arena":
+        """The same arena on its first ``n`` attacked points (a seeded, stratified-then-shuffled prefix): the
+        held-out decisions and thresholds are shared, not recomputed."""
+        n = min(int(n), len(self.x))
+        if n == len(self.x):
+            return self
+        sub = object.__new__(Arena)
+        sub.__dict__.update(self.__dict__)
+        sub.x, sub.y, sub.targets = self.x[:n], self.y[:n], self.targets[:n]
+        sub.clean = tuple(c[:n] for c in self.clean)
+        return sub
+
     def criterion(self, p: float | None = None, targeted: bool = False) -> Criterion:
         """Success at the thresholds of p% false positives (default: the first FPR)."""
         return Criterion(self.tau[self.ps[0] if p is None else p], targeted)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
@@ -173,6 +174,46 @@ def clear_leader(shares: Mapping[str, tuple[float, int]]) -> str | None:
         return None
     top = max(shares, key=lambda k: shares[k][0])
     return top if all(clearly_above(shares[top], v) for k, v in shares.items() if k != top) else None
+
+
+def glue_name(text: str) -> str:
+    """A name fit for ``myst_nb.glue`` from a label: lower case, every run of other characters one underscore
+    (``"GAT integrated"`` -> ``"gat_integrated"``, ``"L-Ben"`` -> ``"l_ben"``)."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1") -> str:
+    """The head-to-head prose, ranking only outside the Wilson 95% intervals: which defence has the lowest
+    ``what`` (``shares``: name -> (share, n)), which defences lie clearly above it and which overlap it, then
+    each pair of ``pairs`` (present in ``shares``) as clearly lower, clearly higher or tied."""
+    order = sorted(shares, key=lambda k: shares[k][0])
+    best = order[0]
+
+    def ci(k):
+        lo, hi = proportion_ci(round(shares[k][0] * shares[k][1]), shares[k][1])
+        return f"{shares[k][0]:.2f} ({lo:.2f}-{hi:.2f})"
+
+    above = [k for k in order[1:] if clearly_above(shares[k], shares[best])]
+    tied = [k for k in order[1:] if k not in above]
+    text = f"The lowest {what} is **{best}**'s, {ci(best)}. "
+    if tied:
+        text += (f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it; "
+                 if len(tied) < len(order) - 1 else "Its interval overlaps every other's: no defence is ranked; ")
+    if above:
+        text += f"{', '.join(above)} lie clearly above it. "
+    parts = []
+    for a, b in pairs:
+        if a not in shares or b not in shares:
+            continue
+        if clearly_above(shares[b], shares[a]):
+            parts.append(f"{a} {ci(a)} is clearly lower than {b} {ci(b)}")
+        elif clearly_above(shares[a], shares[b]):
+            parts.append(f"{a} {ci(a)} is clearly higher than {b} {ci(b)}")
+        else:
+            parts.append(f"{a} {ci(a)} and {b} {ci(b)} cannot be ranked (the intervals overlap)")
+    if parts:
+        text += "Head to head: " + "; ".join(parts) + "."
+    return text.strip()
 
 
 def training_costs(models: Mapping[str, object]) -> pd.DataFrame:
@@ -503,39 +544,39 @@ def _paper_value(paper: Mapping | None, attack: str, defence: str, metric: str) 
 
 
 def results_table(suite: SuiteResult, attacks: list[str], metrics=("ASR-1", "EROC"), paper: Mapping | None = None,
-                  paper_rows: Mapping | None = None, accuracy: Mapping | None = None):
-    """ARCLU's table layout: rows (attack, metric), columns (defence, ``ours`` | ``paper``), the paper's
-    value of the same cell beside ours (``paper[attack][baseline][metric]``; ``paper_rows`` maps our attack
-    name to the paper's row where they differ, e.g. HopSkipJump -> Boundary). With ``accuracy`` (the paper's
-    clean accuracies) a first row gives the clean accuracy."""
-    rows, index = [], []
-    if accuracy is not None:
-        index.append(("clean", "accuracy"))
-        rows.append([v for d in suite.defences for v in
-                     (suite.arenas[d].accuracy(), accuracy.get(PAPER_NAMES.get(d, ""), float("nan")))])
+                  paper_rows: Mapping | None = None):
+    """ARCLU's tables in long form, one row per (attack, defence): for each metric ours, the paper's value of
+    the same cell beside it (``paper[attack][baseline][metric]``; ``paper_rows`` maps our attack name to the
+    paper's row where they differ, e.g. HopSkipJump -> Boundary), and for every ASR its Wilson 95% interval and
+    the number of eligible images behind it."""
+    rows = []
     for a in attacks:
-        for m in metrics:
-            index.append((a, m))
-            row = []
-            for d in suite.defences:
-                row += [suite.get(d, a, m), _paper_value(paper, (paper_rows or {}).get(a, a), d, m)]
+        for d in suite.defences:
+            r = suite.results[(d, a)]
+            row = {"attack": a, "defence": d}
+            for m in metrics:
+                row[m] = r[m]
+                if m.startswith("ASR-"):
+                    succ, n = r["counts"][float(m[4:]) if "." in m[4:] else int(m[4:])]
+                    lo, hi = proportion_ci(succ, n)
+                    row[f"{m} 95% CI"] = f"{lo:.2f}-{hi:.2f}"
+                    row["eligible images"] = n
+                row[f"paper {m}"] = _paper_value(paper, (paper_rows or {}).get(a, a), d, m)
             rows.append(row)
-    cols = pd.MultiIndex.from_tuples([(d, src) for d in suite.defences for src in ("ours", "paper")])
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["attack", "metric"]), columns=cols)
+    return pd.DataFrame(rows).set_index(["attack", "defence"])
 
 
-def with_worst_case(table, paper_worst: Mapping | None = None):
-    """Append ARCLU's "Worst case" rows to a :func:`results_table`: the largest ASR-1 and the smallest EROC over
-    its attack rows (ours), and the paper's worst-case values (``paper_worst[baseline][metric]``)."""
-    body = table.drop(index="clean", level=0, errors="ignore")
-    rows = {}
-    for metric, pick in (("ASR-1", "max"), ("EROC", "min")):
-        part = body.xs(metric, level="metric")
-        row = getattr(part, pick)()
-        for d in table.columns.get_level_values(0).unique():
-            row[(d, "paper")] = (paper_worst or {}).get(PAPER_NAMES.get(d, ""), {}).get(metric, float("nan"))
-        rows[("Worst case", metric)] = row
-    return pd.concat([table, pd.DataFrame(rows).T.rename_axis(["attack", "metric"])])
+def worst_rows(table: pd.DataFrame, paper_worst: Mapping | None = None, metric: str = "ASR-1") -> pd.DataFrame:
+    """ARCLU's "Worst case" row per defence from a :func:`results_table`: the attack with the largest ``metric``
+    (its interval), and the paper's worst case (``paper_worst[baseline][metric]``)."""
+    rows = []
+    for d, part in table.groupby(level="defence", sort=False):
+        attack, _ = part[metric].idxmax()
+        best = part.loc[(attack, d)]
+        rows.append({"defence": d, "attack": attack, metric: best[metric],
+                     f"{metric} 95% CI": best[f"{metric} 95% CI"],
+                     f"paper {metric}": (paper_worst or {}).get(PAPER_NAMES.get(d, ""), {}).get(metric, float("nan"))})
+    return pd.DataFrame(rows).set_index("defence")
 
 
 def strongest(suite: SuiteResult, defence: str, norm: str, eps: float, tables=(2, 4, "mt")) -> torch.Tensor:
@@ -560,33 +601,51 @@ def _eligible(suite: SuiteResult, defence: str) -> torch.Tensor:
     return suite.arenas[defence].eligible()
 
 
-def worst_case(suite: SuiteResult, exclude_tables=("sanity",)):
-    """The head-to-head summary: per defence, its clean accuracy, its worst-case ASR-1 over all attacks (the
-    attack that reached it, with a Wilson 95% interval) and the per-sample union of all white-box attacks at
-    L-inf 0.3 (an attacker who tries every attack of the suite)."""
+def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapping | None = None):
+    """The head-to-head summary: per defence, its clean accuracy, its worst-case ASR-1 over the attacks run on
+    every attacked image (the attack that reached it, with a Wilson 95% interval), the per-sample union of all
+    white-box attacks at L-inf 0.3 (an attacker who tries every attack of the suite; with its interval) and,
+    with ``convergence`` (defence -> :func:`advdetect.suite.convergence_study`), the worst-case attack run to
+    convergence on its subset (ASR-1 and interval, whether the last doubling of steps added at most 2 points)."""
     rows = []
     for d in suite.defences:
-        name = worst_attack(suite, d, exclude_tables)
+        name = worst_attack(suite, d, exclude_tables, full_only=True)
         r = suite.results[(d, name)]
-        lo, hi = proportion_ci(*r["counts"][1])
+        p0 = suite.arenas[d].ps[0]
+        lo, hi = proportion_ci(*r["counts"][p0])
         elig = _eligible(suite, d)
         u = union_success(suite, d, "linf", 0.3)
-        rows.append({"defence": d, "accuracy": suite.arenas[d].accuracy(), "worst-case ASR-1": r["ASR-1"],
-                     "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": name,
-                     "EROC there": r["EROC"],
-                     "all L-inf 0.3 attacks together": float(u[elig].float().mean()) if len(u) else float("nan")})
+        k = int(elig.sum())
+        ulo, uhi = proportion_ci(int(u[elig].sum()), k) if len(u) and k else (np.nan, np.nan)
+        row = {"defence": d, "accuracy": suite.arenas[d].accuracy(), "worst-case ASR-1": r["ASR-1"],
+               "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": name, "EROC there": r["EROC"],
+               "all L-inf 0.3 attacks together": float(u[elig].float().mean()) if len(u) and k else float("nan"),
+               "together 95% CI": f"{ulo:.2f}-{uhi:.2f}"}
+        if convergence and d in convergence:
+            c = convergence[d]
+            clo, chi = proportion_ci(*c["result"]["counts"][p0])
+            row.update({f"converged ASR-1 ({c['n']} eligible)": c["asr"][-1],
+                        "converged 95% CI": f"{clo:.2f}-{chi:.2f}", "converged": c["converged"]})
+        rows.append(row)
     return pd.DataFrame(rows).set_index("defence").sort_values("worst-case ASR-1")
 
 
-def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounded_min: float = 0.9,
+def interval_bounds(text: str) -> tuple[float, float]:
+    """The (low, high) of an interval written ``"0.12-0.34"`` by the tables of this module."""
+    lo, hi = text.split("-")
+    return float(lo), float(hi)
+
+
+def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unbounded_min: float = 0.9,
                   aa_margin: float = 0.02):
     """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value,
     passed): unbounded budgets (every ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall
-    as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); ASR-1 does
-    not fall as steps grow (``sweeps``: defence -> (steps, ASR-1) of independent runs); black-box ASR-1 does not
-    exceed white-box ASR-1 on the same points; AutoAttack breaks at most a share ``aa_margin`` of the eligible
-    images that the whole white-box suite at its budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step rule
-    on each defence's own losses); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
+    as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); the
+    worst-case attack has converged (``convergence``: defence -> :func:`advdetect.suite.convergence_study`; the
+    last doubling of its steps adds at most ``aa_margin``); black-box ASR-1 does not exceed white-box ASR-1 on
+    the same points; AutoAttack breaks at most a share ``aa_margin`` of the eligible images that the whole
+    white-box suite at its budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step
+    rule on each defence's own losses); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
     attack (best of all targets) is no weaker than untargeted PGD of its budget."""
     rows = []
 
@@ -615,11 +674,11 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
                 ok = all(b >= a - 1.0 / n for a, b in zip(values, values[1:]))
                 add(d, f"ASR-1 grows with {norm} eps " + " -> ".join(f"{e:g}" for e, _ in masks),
                     " -> ".join(f"{v:.2f}" for v in values), ok)
-        if sweeps and d in sweeps:
-            steps, values = sweeps[d]
-            ok = all(b >= a - 1.0 / n for a, b in zip(values, values[1:]))
-            add(d, "ASR-1 grows with steps " + " -> ".join(str(int(t)) for t in steps),
-                " -> ".join(f"{v:.2f}" for v in values), ok)
+        if convergence and d in convergence:
+            c = convergence[d]
+            t = c["steps"][-1]
+            add(d, f"{c['attack']} converged: {t // 2} -> {t} steps adds <= {aa_margin:g}",
+                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", c["gain"] <= aa_margin)
         for s in suite.specs:
             if s["table"] != 3:
                 continue
@@ -636,7 +695,8 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
                 c = _independent_comparison(suite, d, s)
                 va, vo, only = c["independent ASR-1"], c["our suite ASR-1"], c["found only by the independent attack"]
                 add(d, f"{s['name']} adds <= {aa_margin:g} to the suite",
-                    f"{va:.2f} vs {vo:.2f} ({only} found only by it)", only / n <= aa_margin)
+                    f"{va:.2f} vs {vo:.2f} ({only} of {c['eligible']} found only by it)",
+                    only / max(c["eligible"], 1) <= aa_margin)
         names = {s["name"] for s in suite.specs}
         # CW, and the best of all targets, are no weaker than untargeted PGD of the same budget
         for s in (s for s in suite.specs if s["method"] == "cw" or s["table"] == "mt"):
@@ -649,14 +709,17 @@ def sanity_checks(suite: SuiteResult, sweeps: Mapping | None = None, *, unbounde
 
 def _independent_comparison(suite: SuiteResult, defence: str, spec: Mapping) -> dict:
     """An independent attack (AutoAttack, or APGD driven by the defence's objective) against our suite's union of
-    white-box attacks of the same budget, on the same eligible images."""
-    elig = _eligible(suite, defence)
-    aa = suite.results[(defence, spec["name"])]["success"]
-    ours = union_success(suite, defence, *threat(spec))
+    white-box attacks of the same budget, on the same eligible images (the first ``n`` where it ran on fewer)."""
+    r = suite.results[(defence, spec["name"])]
+    aa = r["success"]
+    m = len(aa)
+    elig = _eligible(suite, defence)[:m]
+    ours = union_success(suite, defence, *threat(spec), n=m)
     if not len(ours):
         ours = torch.zeros_like(aa)
-    rate = (lambda m: float(m[elig].float().mean())) if int(elig.sum()) else (lambda m: float("nan"))
-    return {"independent ASR-1": rate(aa), "our suite ASR-1": rate(ours),
+    k = int(elig.sum())
+    rate = (lambda mask: float(mask[elig].float().mean())) if k else (lambda mask: float("nan"))
+    return {"images": m, "eligible": k, "independent ASR-1": rate(aa), "our suite ASR-1": rate(ours),
             "found only by the independent attack": int((aa & ~ours & elig).sum()),
             "found only by our suite": int((ours & ~aa & elig).sum())}
 
@@ -730,23 +793,27 @@ def asr_curves(suite: SuiteResult) -> tuple[dict, dict]:
     return curves, erocs
 
 
-def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: float = 0.3) -> pd.DataFrame:
+def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: float = 0.3,
+                        n: int | None = None) -> pd.DataFrame:
     """Each paper's own attack on its defence (``paper_protocol`` of the defence) beside our strongest
-    white-box attack at the same L-inf budget, on the same images and thresholds: ASR-1 with its Wilson 95%
-    interval, so that a gap to the paper can be told from a stronger evaluation."""
+    white-box attacks at the same L-inf budget (their per-sample union), on the same images (the first ``n``
+    attacked points) and thresholds: ASR-1 with its Wilson 95% interval, so that a gap to the paper can be
+    told from a stronger evaluation."""
     rows = []
     for d in suite_result.defences:
-        arena = suite_result.arenas[d]
-        if not arena.defence.paper_protocol:
+        full = suite_result.arenas[d]
+        if not full.defence.paper_protocol:
             continue
+        arena = full.subset(len(full.x) if n is None else n)
+        m = len(arena.x)
         elig = arena.eligible()
-        union = union_success(suite_result, d, "linf", eps)
-        n = int(elig.sum())
-        ours = float(union[elig].float().mean()) if n and len(union) else float("nan")
-        olo, ohi = proportion_ci(int(union[elig].sum()), n) if n and len(union) else (np.nan, np.nan)
+        union = union_success(suite_result, d, "linf", eps, n=m)
+        k = int(elig.sum())
+        ours = float(union[elig].float().mean()) if k and len(union) else float("nan")
+        olo, ohi = proportion_ci(int(union[elig].sum()), k) if k and len(union) else (np.nan, np.nan)
         for label, r in paper_protocol(cache, arena, eps=eps, steps=steps).items():
             lo, hi = proportion_ci(*r["counts"][arena.ps[0]])
-            rows.append({"defence": d, "paper's attack": label, "its ASR-1": r[f"ASR-{arena.ps[0]:g}"],
+            rows.append({"defence": d, "paper's attack": label, "images": m, "its ASR-1": r[f"ASR-{arena.ps[0]:g}"],
                          "95% CI": f"{lo:.2f}-{hi:.2f}", f"all our L-inf {eps:g} attacks": ours,
                          "ours 95% CI": f"{olo:.2f}-{ohi:.2f}"})
     return pd.DataFrame(rows).set_index(["defence", "paper's attack"])

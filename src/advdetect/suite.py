@@ -34,7 +34,6 @@ from .runtime import device_of, progress_bar
 
 METHODS = ("pgd", "mim", "fgsm", "cw", "multi-targeted", "transfer", "nes", "hsj", "autoattack")
 BLACK_BOX = ("transfer", "nes", "hsj")
-SUBSET_METHODS = ("nes", "hsj")  # query-hungry: run on the first ``n_blackbox`` points
 
 
 def losses_for(defence) -> list[str]:
@@ -98,10 +97,12 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
               step_sizes=(0.01,), losses=None, **kwargs) -> dict:
     """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
-    every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`) and step size (FGSM has one
+    every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`; ``"paper"`` stands for the
+    defence's paper objective) and step size (FGSM has one
     step of size eps) on the thresholds of p; per p of the arena the per-sample best over all runs
     (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
-    losses = losses_for(arena.defence) if losses is None else list(losses)
+    losses = losses_for(arena.defence) if losses is None else list(dict.fromkeys(
+        arena.defence.paper_objective if loss == "paper" else loss for loss in losses))
     runs = {}
     for p in arena.attack_ps:
         runs[p] = [pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps, steps=steps, step_size=a,
@@ -111,13 +112,13 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
 
 
 def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, step_size: float,
-                   random_start: bool = True) -> dict:
+                   random_start: bool = True, rule: str = "steepest") -> dict:
     """Tramer et al. 2020's multi-targeted attack on any defence: for each of the K-1 other classes t, first
     make the defence predict t, then lower the score below tau_t (the targeted composite loss); per sample the
     best over targets, aimed at each p of ``arena.attack_ps``. Each target's run is a cached :func:`pgd_run`.
     Returns ``{p: examples}``."""
     runs = {p: [pgd_run(cache, arena, loss="composite", norm=norm, eps=eps, steps=steps, step_size=step_size,
-                        targeted=True, random_start=random_start, target_offset=r, p=p)["x_adv"]
+                        targeted=True, random_start=random_start, target_offset=r, p=p, rule=rule)["x_adv"]
                 for r in range(1, arena.defence.num_classes)] for p in arena.attack_ps}
     return best_per_p(arena, runs)
 
@@ -188,8 +189,8 @@ def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = N
     see :func:`attack_specs`)."""
     s = dict(spec)
     method = s.pop("method")
-    s.pop("name", None)
-    s.pop("table", None)
+    for key in ("name", "table", "n"):
+        s.pop(key, None)
     if method in ("pgd", "mim", "fgsm"):
         return white_box(cache, arena, method=method, **s)
     if method == "multi-targeted":
@@ -212,50 +213,69 @@ def attack_name(norm: str, eps: float) -> str:
     return {"linf": "Linf", "l2": "L2", "l1": "L1", "l0": "L0"}[norm] + (f" {eps:.1f}" if norm == "l2" else f" {eps:g}")
 
 
+def _step(p: Mapping, norm: str, eps: float) -> dict:
+    """The step rule and sizes of a white-box attack within (``norm``, ``eps``): APGD's adaptive step from 2 eps
+    where the chapter's ``RULE`` is ``apgd`` and the norm is L-inf or L2, else steepest descent at every size of
+    ``STEP_SIZES[norm]`` (per-sample best over the sizes)."""
+    if p.get("RULE", "steepest") == "apgd" and norm in ("linf", "l2"):
+        return {"rule": "apgd", "step_sizes": [2 * eps]}
+    return {"step_sizes": list(p["STEP_SIZES"][norm])}
+
+
 def attack_specs(p: Mapping) -> list[dict]:
     """The chapter's attacks from its settings ``p`` (the names of the ``adaptive`` chapter of
     :mod:`advdetect.profiles`). Each spec has a ``name`` (ARCLU's row label), the ``table`` it belongs to
     (2: white-box PGD, 4: other white-box methods, "mt": multi-targeted, 3: black-box, "sanity": unbounded
-    budgets, "apgd": APGD's step rule on each defence's losses, "aa": AutoAttack) and the keywords of :func:`run_spec`."""
+    budgets, "apgd": APGD's step rule on each defence's own losses, "aa": AutoAttack), optionally ``n`` (the
+    attack runs on the first n attacked points only: the black-box attacks, the APGD check and AutoAttack) and
+    the keywords of :func:`run_spec`. The white-box attacks of Tables 2 and 4 run the losses ``LOSSES``
+    (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
+    composite loss)."""
     specs = []
     steps = p["STEPS"]
+    losses = p.get("LOSSES")
+    wb = {} if losses is None else {"losses": list(losses)}
     for norm, eps in p["BUDGETS"]:
         for targeted in (True, False):
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
                           "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, "steps": steps,
-                          "step_sizes": list(p["STEP_SIZES"][norm])})
+                          **_step(p, norm, eps), **wb})
     cw_eps = p["CW_EPS"]
     specs.append({"name": f"CW {attack_name('l2', cw_eps)}", "table": 4, "method": "cw", "eps": cw_eps,
-                  "searches": p["CW_SEARCHES"], "steps": p["CW_STEPS"], "lr": p["CW_LR"]})
+                  "searches": p["CW_SEARCHES"], "steps": p["CW_STEPS"], "lr": p["CW_LR"],
+                  "kappa": p.get("CW_KAPPA", 0.0)})
     specs.append({"name": f"MIM Linf {p['MIM_EPS']:g}", "table": 4, "method": "mim", "norm": "linf",
-                  "eps": p["MIM_EPS"], "steps": steps, "step_sizes": list(p["STEP_SIZES"]["linf"])})
+                  "eps": p["MIM_EPS"], "steps": steps, "step_sizes": list(p["STEP_SIZES"]["linf"]), **wb})
     specs.append({"name": f"FGSM Linf {p['MIM_EPS']:g}", "table": 4, "method": "fgsm", "norm": "linf",
-                  "eps": p["MIM_EPS"]})
+                  "eps": p["MIM_EPS"], **wb})
     for norm, eps in p["MT_BUDGETS"]:
+        step = _step(p, norm, eps)
         specs.append({"name": f"Multi-targeted {attack_name(norm, eps)}", "table": "mt", "method": "multi-targeted",
-                      "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": p["STEP_SIZES"][norm][0]})
+                      "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": step["step_sizes"][0],
+                      "rule": step.get("rule", "steepest")})
     for norm, eps in p["SANITY_BUDGETS"]:
+        step = _step(p, norm, eps) if p.get("RULE") == "apgd" else {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
-                      "eps": eps, "targeted": False, "steps": steps, "step_sizes": list(p["SANITY_STEP_SIZES"][norm])})
+                      "eps": eps, "targeted": False, "steps": steps, **step, **wb})
     specs.append({"name": f"Transfer {attack_name('linf', p['BB_LINF'])}", "table": 3, "method": "transfer",
                   "norm": "linf", "eps": p["BB_LINF"]})
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
         specs.append({"name": f"NES {attack_name(norm, eps)}", "table": 3, "method": "nes", "norm": norm,
                       "eps": eps, "steps": p["NES_STEPS"], "step_size": p["NES_STEP"][norm],
-                      "sigma": p["NES_SIGMA"], "samples": p["NES_SAMPLES"]})
+                      "sigma": p["NES_SIGMA"], "samples": p["NES_SAMPLES"], "n": p["N_BLACKBOX"]})
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
         specs.append({"name": f"HopSkipJump {attack_name(norm, eps)}", "table": 3, "method": "hsj", "norm": norm,
-                      "eps": eps, "steps": p["HSJ_STEPS"], "initial_evals": p["HSJ_EVALS"]})
-    for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on our losses
+                      "eps": eps, "steps": p["HSJ_STEPS"], "initial_evals": p["HSJ_EVALS"], "n": p["N_BLACKBOX"]})
+    for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on each defence's losses
         specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
                       "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
-                      "rule": "apgd"})
+                      "rule": "apgd", "n": p.get("N_SUBSET", p["N_TEST"])})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
         if p["AA_VERSION"] == "custom":
             aa.update(attacks_to_run=["apgd-ce", "apgd-t"], n_iter=p["AA_ITER"], n_target_classes=p["AA_TARGETS"])
         specs.append({"name": f"AutoAttack {attack_name(norm, eps)}", "table": "aa", "method": "autoattack",
-                      "norm": norm, "eps": eps, **aa})
+                      "norm": norm, "eps": eps, "n": p.get("AA_N", p["N_TEST"]), **aa})
     return specs
 
 
@@ -287,48 +307,61 @@ class SuiteResult:
 
 
 def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_heldout: torch.Tensor,
-              specs: list, *, n_blackbox: int, surrogate_x: Mapping, ps=(1, 2, 5, 10), attack_ps=None,
-              seed: int = 0, progress: bool = True) -> SuiteResult:
+              specs: list, *, surrogate_x: Mapping, ps=(1, 2, 5, 10), attack_ps=None, seed: int = 0,
+              progress: bool = True) -> SuiteResult:
     """Run every attack of ``specs`` on every defence (adversarial examples cached per defence, attack and
     budget) and evaluate them. The white-box attacks aim at each p of ``attack_ps`` (default: every p) with
-    runs of their own; the black-box attacks and AutoAttack at the first p. NES and HopSkipJump use the first
-    ``n_blackbox`` points only."""
+    runs of their own, and every p is scored by the best example of any of those runs under its thresholds; the
+    black-box attacks and AutoAttack aim at the first p. A spec with ``n`` runs on the first n points only
+    (:meth:`~advdetect.evaluation.Arena.subset`: the same thresholds)."""
     results, arenas = {}, {}
     bar = progress_bar([(d, s) for d in defences for s in specs], enabled=progress, desc="attack suite")
     for name, spec in bar:
         bar.set_postfix_str(f"{name}: {spec['name']}")
         if name not in arenas:
             arenas[name] = Arena(defences[name], x, y, x_heldout, tuple(ps), seed, attack_ps)
-            arenas[(name, "subset")] = Arena(defences[name], x[:n_blackbox], y[:n_blackbox], x_heldout, tuple(ps),
-                                             seed, attack_ps)
-        arena = arenas[(name, "subset")] if spec["method"] in SUBSET_METHODS else arenas[name]
+        arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
         started = time.perf_counter()
         x_adv = run_spec(cache, arena, spec, surrogate_x)
         r = arena.evaluate(x_adv)
         r.update(n=len(arena.x), seconds=time.perf_counter() - started)
         results[(name, spec["name"])] = r
-    return SuiteResult(results, {k: v for k, v in arenas.items() if isinstance(k, str)}, list(specs))
+    return SuiteResult(results, arenas, list(specs))
 
 
-def step_sweeps(cache, arena: Arena, *, norm: str, eps: float, step_sizes, steps_list, step_size: float,
-                loss: str = "composite") -> dict:
-    """ARCLU Figs 6 and 7 for one defence: ASR-1 and EROC of the untargeted attack (``loss``) for each step size
-    (at the largest number of steps), and ASR-1 of independent runs with each number of steps (at
-    ``step_size``), plus the best-so-far ASR trace of the longest run."""
-    by_size = {}
-    for a in step_sizes:  # the run at ``step_size`` is also the traced longest run of the steps sweep
-        r = arena.evaluate(pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=max(steps_list), step_size=a,
-                                   targeted=False, trace=a == step_size)["x_adv"])
-        by_size[a] = (r["ASR-1"], r["EROC"])
-    by_steps = {}
-    for t in steps_list:
-        out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=t, step_size=step_size, targeted=False,
-                      trace=t == max(steps_list))
-        by_steps[t] = arena.evaluate(out["x_adv"])["ASR-1"]
-        if "trace" in out:
-            trace = out["trace"]
+def worst_white_box(result: SuiteResult, defence: str, tables=(2,)) -> dict:
+    """The spec of the PGD attack of ``tables`` with the largest ASR-1 on ``defence`` (ties: the first)."""
+    specs = [s for s in result.specs if s["table"] in tables and s["method"] == "pgd"]
+    return max(specs, key=lambda s: result.get(defence, s["name"]))
+
+
+def convergence_study(cache, result: SuiteResult, defence: str, *, n: int, steps: int, size_steps: int,
+                      step_sizes, tolerance: float = 0.02) -> dict:
+    """Has the worst-case attack on ``defence`` converged? Its worst PGD attack of Table 2
+    (:func:`worst_white_box`) run again with the composite loss on the first ``n`` attacked points: one traced
+    run of ``steps`` steps with the suite's step rule (:func:`convergence`; ``converged``: the last doubling of
+    the steps adds at most ``tolerance`` ASR-1), and fixed-step steepest runs of ``size_steps`` steps at each of
+    ``step_sizes`` (fractions of eps; ARCLU Fig 6). Also the ASR-1 the trace reaches at the suite's own number of
+    steps (``at suite steps``), so that a reader sees what the suite's shorter runs leave. Returns the
+    convergence dict plus ``attack``, its ``eps``, ``rule``, ``curve`` (ASR-1 after each step), ``sizes`` ({step size:
+    ASR-1}) and ``result`` (the long run's examples scored by :meth:`~advdetect.evaluation.Arena.evaluate`)."""
+    spec = worst_white_box(result, defence)
+    arena = result.arenas[defence].subset(n)
+    kw = dict(loss="composite", norm=spec["norm"], eps=spec["eps"], targeted=spec["targeted"])
+    rule = spec.get("rule", "steepest")
+    conv = convergence(cache, arena, steps=steps, step_size=spec["step_sizes"][0], rule=rule, tolerance=tolerance,
+                       **kw)
+    out = pgd_run(cache, arena, steps=steps, step_size=spec["step_sizes"][0], rule=rule, trace=True, **kw)
     elig = arena.eligible()
-    return {"step sizes": by_size, "steps": by_steps, "trace": trace[:, elig].float().mean(1)}
+    curve = out["trace"][:, elig].float().mean(1) if int(elig.sum()) else torch.zeros(steps)
+    sizes = {}
+    for f in step_sizes:
+        a = f * spec["eps"]
+        sizes[a] = arena.evaluate(pgd_run(cache, arena, steps=size_steps, step_size=a, **kw)["x_adv"])["ASR-1"]
+    suite_steps = min(int(spec["steps"]), steps)
+    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "curve": curve, "sizes": sizes, "size steps": size_steps,
+            "suite steps": suite_steps, "at suite steps": float(curve[suite_steps - 1]),
+            "result": arena.evaluate(out["x_adv"])}
 
 
 def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float,

@@ -163,6 +163,18 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("ARCLU", "Separating an adversarial cluster makes the detector more robust than its ablation L-Ben "
           "(untargeted PGD, L-inf 0.3, ASR-1)", "Table 2", "04_cluster_separation", "arclu_table2_u_asr1", "lower",
           interval="arclu_table2_u_asr1_ci", versus="lben_table2_u_asr1", versus_interval="lben_table2_u_asr1_ci"),
+    Claim("ARCLU", "ARCLU's worst case over the adaptive white-box PGD attacks of Table 2 is an ASR-1 of 0.51",
+          "Table 2 (worst case)", "05_adaptive_attacks", "table2_worst_asr1_arclu", "lower",
+          paper=ARCLU_TABLE2_MNIST["Worst case"]["Ours"]["ASR-1"], interval="table2_worst_asr1_arclu_ci",
+          needs=("ARCLU own check, EROC",)),
+    Claim("ARCLU", "ARCLU's worst case over Table 2's attacks is lower than adversarial training's (Madry)",
+          "Table 2 (worst case)", "05_adaptive_attacks", "table2_worst_asr1_arclu", "lower",
+          interval="table2_worst_asr1_arclu_ci", versus="table2_worst_asr1_madry",
+          versus_interval="table2_worst_asr1_madry_ci"),
+    Claim("Tramer et al.", "A multi-targeted attack breaks GAT's integrated classifier more often than GAT's own "
+          "combined attack (Eq. 12, Adam, 100 steps)", "Section 5 (GAT)", "05_adaptive_attacks",
+          "gat_integrated_mt_asr1", "higher", interval="gat_integrated_mt_asr1_ci",
+          versus="gat_integrated_protocol_asr1", versus_interval="gat_integrated_protocol_asr1_ci"),
 )
 
 
