@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from advdetect import book, density, profiles
+from advdetect import book, density, profiles, reports
 from advdetect.models import MLP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,15 @@ def test_the_committed_head_to_head_glues_its_power_thresholds_worst_cases_and_c
     for v in worst.values():
         lo, hi = v["95% CI"]
         assert 0 <= lo <= v["ASR-1"] <= hi <= 1 and v["eligible"] > 0
+
+
+def test_aims_are_listed_with_what_the_committed_chapters_measured(capsys):
+    rows = book.aims_status(ROOT)
+    assert [r[0] for r in rows] == list(reports.AIMS)
+    assert {r[2] for r in rows} <= {"met", "missed", "not measured"}
+    assert {r[0]: r[3] for r in rows}["Madry robust, PGD-100"] == "02_gat_detectors"
+    book.main(["aims"])
+    assert "ARCLU own check, EROC" in capsys.readouterr().out
 
 
 def test_chapter_times_are_read_from_the_committed_book(capsys):

@@ -112,3 +112,11 @@ def test_shares_are_ranked_only_when_their_intervals_do_not_overlap():
     assert clear_leader({"a": (1.0, 100), "b": (0.99, 100), "c": (0.98, 100)}) is None
     assert clear_leader({"a": (0.8, 100), "b": (0.3, 100), "c": (0.1, 100)}) == "a"
     assert clear_leader({}) is None
+
+
+def test_interval_order_ranks_only_disjoint_intervals():
+    from advdetect.metrics import interval_order
+
+    assert interval_order((0.5, 0.6), (0.1, 0.4)) == 1 and interval_order((0.1, 0.4), (0.5, 0.6)) == -1
+    assert interval_order((0.1, 0.5), (0.4, 0.6)) == 0 and interval_order((0.1, 0.4), (0.4, 0.6)) == 0
+    assert interval_order((float("nan"), 0.4), (0.5, 0.6)) == 0

@@ -220,13 +220,20 @@ def autoattack_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
 
 def autoattack(arena: Arena, *, norm: str, eps: float, version: str = "standard", attacks_to_run=None,
-               n_iter: int = 100, n_target_classes: int = 9, batch_size: int = 500) -> torch.Tensor:
+               n_iter: int = 100, n_target_classes: int = 9, batch_size: int = 500,
+               checks: list | None = None) -> torch.Tensor:
     """AutoAttack (pyautoattack, Croce & Hein's code) on the defence as :class:`CompositeClassifier`, one call
     per true class. ``version="standard"`` is AutoAttack's own evaluation; ``"custom"`` runs ``attacks_to_run``
-    with ``n_iter`` iterations and ``n_target_classes`` targets (a reduced budget for CPU runs)."""
+    with ``n_iter`` iterations and ``n_target_classes`` targets (a reduced budget for CPU runs). AutoAttack's own
+    checks are appended to ``checks`` where given (:func:`autoattack_checks`), never printed."""
+    with autoattack_checks(checks if checks is not None else []):
+        return _autoattack(arena, norm=norm, eps=eps, version=version, attacks_to_run=attacks_to_run,
+                           n_iter=n_iter, n_target_classes=n_target_classes, batch_size=batch_size)
+
+
+def _autoattack(arena: Arena, *, norm, eps, version, attacks_to_run, n_iter, n_target_classes, batch_size):
     from pyautoattack import AutoAttack
 
-    logging.getLogger("auto-attack").setLevel(logging.WARNING)
     dev = arena.device
     criterion = arena.criterion().to(dev)
     kappa = 1.0 / float(arena.heldout[1].std().clamp_min(1e-6))

@@ -4,8 +4,11 @@
     python -m advdetect.book render
     python -m advdetect.book all [--profile cpu]
     python -m advdetect.book times
+    python -m advdetect.book aims
 
-``times`` prints how long each committed chapter's last run took (its glued ``chapter_seconds``) and the total.
+``times`` prints how long each committed chapter's last run took (its glued ``chapter_seconds``) and the total;
+``aims`` prints the book's aims for model strength (:data:`advdetect.reports.AIMS`) and whether the committed
+chapters met each (their glued ``aims_met_*``).
 
 Every ``book/NN_name.ipynb`` entry of ``_toc.yml`` is produced from ``notebooks/NN_name.ipynb`` by papermill,
 in the order of the table of contents, with ``PROFILE`` passed as a parameter (and ``ADVDETECT_PROFILE`` set).
@@ -28,6 +31,7 @@ import yaml
 
 from . import profiles
 from .executed import glued, repo_root
+from .reports import AIMS
 
 NOTEBOOK = re.compile(r"^book/(\d\d_[A-Za-z0-9_]+)(\.ipynb)?$")
 
@@ -120,9 +124,32 @@ def print_times(root: Path) -> None:
           ("" if not missing else f" ({missing} chapter{'s' if missing > 1 else ''} without a time)"))
 
 
+def aims_status(root: Path) -> list[tuple[str, str, str, str]]:
+    """Each aim of :data:`advdetect.reports.AIMS`: (name, the bound, ``met`` / ``missed`` / ``not measured``, the
+    committed chapter that measured it), read from the ``aims_met_*`` dicts the chapters glue."""
+    found: dict[str, tuple[bool, str]] = {}
+    for _, dst in toc_notebooks(root):
+        if not dst.exists():
+            continue
+        for name, value in glued(dst).items():
+            if name.startswith("aims_met") and isinstance(value, dict):
+                found.update({str(k): (bool(v), dst.stem) for k, v in value.items()})
+    rows = []
+    for name, aim in AIMS.items():
+        op, bound = aim if isinstance(aim, tuple) else (">=", aim)
+        met, chapter = found.get(name, (None, "-"))
+        rows.append((name, f"{op} {bound:g}", "not measured" if met is None else "met" if met else "missed", chapter))
+    return rows
+
+
+def print_aims(root: Path) -> None:
+    for name, bound, status, chapter in aims_status(root):
+        print(f"{name:<36} {bound:<9} {status:<13} {chapter}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m advdetect.book", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["execute", "render", "all", "times"])
+    parser.add_argument("command", choices=["execute", "render", "all", "times", "aims"])
     parser.add_argument("--profile", default=os.environ.get(profiles.ENV_VAR, profiles.DEFAULT_PROFILE),
                         help=f"one of {', '.join(profiles.PROFILES)} (default: $ADVDETECT_PROFILE or cpu)")
     parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
@@ -133,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     root = repo_root()
     if args.command == "times":
         print_times(root)
+        return
+    if args.command == "aims":
+        print_aims(root)
         return
     if args.command in ("execute", "all"):
         execute(root, args.profile, args.only, args.cell_timeout)

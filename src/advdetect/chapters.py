@@ -11,7 +11,7 @@ import torch
 
 from . import arclu, artefacts, gat, plotting, profiles
 from .artefacts import Trained
-from .data import load_for
+from .data import load_for, subset
 from .defences import (
     ClassifierDefence,
     Defence,
@@ -22,6 +22,7 @@ from .defences import (
     ResistingDefence,
 )
 from .embedding import METHODS
+from .evaluation import random_targets
 from .objectives import Criterion
 
 # ----------------------------------------------------------------------------------------- GAT (ch. 02, 03)
@@ -172,6 +173,21 @@ def representation_study(cache, defence: Defence, loss: str, x_benign, x_source,
                                       attack, criterion=Criterion(targeted=True), targeted=True, study="overlap")
     return arclu.representation_study(defence.represent, defence.classify, x_benign, x_adv, targets, x_centres=x_centres,
                                       y_centres=y_centres, num_classes=num_classes, neighbours=neighbours, seed=seed)
+
+
+def motivation_study(cache, defence: Defence, loss: str, ds, s: Mapping) -> dict:
+    """The motivation chapter's overlap study of ``defence``'s representation space with that chapter's settings
+    ``s`` (``N_POINTS`` benign training images and as many sources toward random targets, seeded by ``SEED``;
+    ``ATTACK_STEPS`` sign steps of ``ATTACK_STEP`` within L-inf ``EPS``; ``KNN`` neighbours): the study of
+    chapter 01, which chapter 04 repeats on the same encoder (cached)."""
+    x_benign, _ = subset(ds.x_train, ds.y_train, s["N_POINTS"], seed=s["SEED"])
+    x_source, y_source = subset(ds.x_train, ds.y_train, s["N_POINTS"], seed=s["SEED"] + 1)
+    targets = random_targets(y_source, ds.num_classes, seed=s["SEED"])
+    attack = dict(norm="linf", eps=s["EPS"], steps=s["ATTACK_STEPS"], step_size=s["ATTACK_STEP"], rule="sign",
+                  batch_size=1000)
+    return representation_study(cache, defence, loss, x_benign, x_source, y_source, targets, attack,
+                                x_centres=ds.x_train, y_centres=ds.y_train, num_classes=ds.num_classes,
+                                neighbours=s["KNN"], seed=s["SEED"])
 
 
 def overlap_figure(cache, studies: dict, *, seed: int = 0, perplexity: float = 30.0, neighbors: int = 15,

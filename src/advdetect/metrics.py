@@ -183,6 +183,15 @@ def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def interval_order(a: tuple[float, float], b: tuple[float, float]) -> int:
+    """How two 95% intervals ``(low, high)`` lie: 1 when ``a`` lies wholly above ``b``, -1 wholly below, 0 when
+    they overlap (or either is undefined). The book ranks two estimates only when this is not 0."""
+    (alo, ahi), (blo, bhi) = a, b
+    if any(math.isnan(float(v)) for v in (alo, ahi, blo, bhi)):
+        return 0
+    return 1 if alo > bhi else -1 if ahi < blo else 0
+
+
 def total_variation(p: np.ndarray, q: np.ndarray, cell: float) -> float:
     """Total-variation distance 0.5 * integral |p - q| of two densities sampled on a regular grid."""
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum() * cell)

@@ -20,7 +20,14 @@ from .artefacts import attack_examples, memo, robustness
 from .data import subset
 from .defences import Defence
 from .evaluation import Arena, best_of
-from .metrics import classification_curve, detection_curve, mean_interval, proportion_ci, threshold_at_tpr
+from .metrics import (
+    classification_curve,
+    detection_curve,
+    interval_order,
+    mean_interval,
+    proportion_ci,
+    threshold_at_tpr,
+)
 from .objectives import Criterion
 from .paper import (
     ARCLU_OWN_CHECK,
@@ -163,9 +170,7 @@ def autoattack_checks_note(table: pd.DataFrame) -> str:
 def clearly_above(a: tuple[float, int], b: tuple[float, int]) -> bool:
     """Whether proportion ``a`` = (share, n) is above ``b`` with room to spare: the Wilson 95% intervals do not
     overlap and ``a``'s lies higher. The book ranks two measured shares only then."""
-    lo_a, _ = proportion_ci(round(a[0] * a[1]), a[1])
-    _, hi_b = proportion_ci(round(b[0] * b[1]), b[1])
-    return bool(lo_a > hi_b)
+    return interval_order(proportion_ci(round(a[0] * a[1]), a[1]), proportion_ci(round(b[0] * b[1]), b[1])) == 1
 
 
 def clear_leader(shares: Mapping[str, tuple[float, int]]) -> str | None:
@@ -729,7 +734,8 @@ def autoattack_comparison(suite: SuiteResult):
     eligible images) and how many images only one of them broke."""
     names = {"independent ASR-1": "AutoAttack ASR-1",
              "found only by the independent attack": "found only by AutoAttack"}
-    rows = [{"defence": d, "attack": s["name"], **_independent_comparison(suite, d, s)}
+    rows = [{"defence": d, "attack": s["name"], **_independent_comparison(suite, d, s),
+             "AutoAttack's own checks": "; ".join(suite.results[(d, s["name"])].get("checks", [])) or "none"}
             for d in suite.defences for s in suite.specs if s["table"] == "aa"]
     return pd.DataFrame(rows).rename(columns=names).set_index(["defence", "attack"])
 

@@ -166,10 +166,17 @@ def hsj(cache, arena: Arena, **kwargs) -> torch.Tensor:
                    lambda: {"x_adv": blackbox.hsj(arena, **kwargs)})["x_adv"]
 
 
-def autoattack(cache, arena: Arena, **kwargs) -> torch.Tensor:
-    """:func:`advdetect.blackbox.autoattack`, cached."""
-    run = {"method": "autoattack", **{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}}
-    return _cached(cache, arena, run, lambda: {"x_adv": blackbox.autoattack(arena, **kwargs)})["x_adv"]
+def autoattack(cache, arena: Arena, **kwargs) -> dict:
+    """:func:`advdetect.blackbox.autoattack`, cached with AutoAttack's own checks: ``{"x_adv", "checks"}``."""
+    run = {"method": "autoattack", "checks kept": True,
+           **{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in kwargs.items()}}
+
+    def compute():
+        checks: list = []
+        x_adv = blackbox.autoattack(arena, checks=checks, **kwargs)
+        return {"x_adv": x_adv, "checks": sorted(set(checks))}
+
+    return _cached(cache, arena, run, compute)
 
 
 # ------------------------------------------------------------------------------------------------ the suite
@@ -184,9 +191,9 @@ def surrogate_examples(cache, surrogate, x: torch.Tensor, y: torch.Tensor, *, no
                             "random_start": True}, purpose="transfer")
 
 
-def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = None) -> torch.Tensor:
+def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = None):
     """The adversarial examples of one attack of the suite, described by ``spec`` (``method`` and its keywords;
-    see :func:`attack_specs`)."""
+    see :func:`attack_specs`); for AutoAttack ``{"x_adv", "checks"}`` (its own warnings)."""
     s = dict(spec)
     method = s.pop("method")
     for key in ("name", "table", "n"):
@@ -291,7 +298,8 @@ def threat(spec: Mapping) -> tuple[str, float] | None:
 @dataclass
 class SuiteResult:
     """Every (defence, attack) evaluation of a suite run: ``results[(defence, attack name)]`` holds the dict
-    of :meth:`Arena.evaluate` plus ``n`` (points attacked) and ``seconds``; ``arenas`` the main arena of each
+    of :meth:`Arena.evaluate` plus ``n`` (points attacked), ``seconds`` and ``checks`` (AutoAttack's own
+    warnings, else empty); ``arenas`` the main arena of each
     defence, ``specs`` the attacks."""
 
     results: dict
@@ -322,9 +330,10 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
             arenas[name] = Arena(defences[name], x, y, x_heldout, tuple(ps), seed, attack_ps)
         arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
         started = time.perf_counter()
-        x_adv = run_spec(cache, arena, spec, surrogate_x)
-        r = arena.evaluate(x_adv)
-        r.update(n=len(arena.x), seconds=time.perf_counter() - started)
+        out = run_spec(cache, arena, spec, surrogate_x)
+        notes = out.get("checks", []) if isinstance(out, dict) and "x_adv" in out else []
+        r = arena.evaluate(out["x_adv"] if isinstance(out, dict) and "x_adv" in out else out)
+        r.update(n=len(arena.x), seconds=time.perf_counter() - started, checks=notes)
         results[(name, spec["name"])] = r
     return SuiteResult(results, arenas, list(specs))
 
@@ -359,7 +368,8 @@ def convergence_study(cache, result: SuiteResult, defence: str, *, n: int, steps
         a = f * spec["eps"]
         sizes[a] = arena.evaluate(pgd_run(cache, arena, steps=size_steps, step_size=a, **kw)["x_adv"])["ASR-1"]
     suite_steps = min(int(spec["steps"]), steps)
-    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "curve": curve, "sizes": sizes, "size steps": size_steps,
+    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "curve": curve, "sizes": sizes,
+            "size steps": size_steps,
             "suite steps": suite_steps, "at suite steps": float(curve[suite_steps - 1]),
             "result": arena.evaluate(out["x_adv"])}
 
