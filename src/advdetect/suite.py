@@ -276,7 +276,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on each defence's losses
         specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
                       "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
-                      "rule": "apgd", "n": p.get("N_SUBSET", p["N_TEST"])})
+                      "rule": "apgd", "n": p.get("N_SUBSET", p["N_TEST"]),
+                      **({"losses": list(p["APGD_LOSSES"])} if "APGD_LOSSES" in p else {})})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
         if p["AA_VERSION"] == "custom":
