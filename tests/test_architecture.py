@@ -19,7 +19,7 @@ LAYER = {**{m: 0 for m in CORE}, **{m: 1 for m in METHODS}, **{m: 2 for m in BOO
 
 #: imports inside functions, allowed only where a heavy optional dependency must stay lazy
 LAZY = {("blackbox", "foolbox"), ("blackbox", "eagerpy"), ("blackbox", "pyautoattack"), ("embedding", "umap"),
-        ("book", "papermill")}
+        ("book", "papermill"), ("book", "papermill.exceptions"), ("book", "nbclient.exceptions")}
 
 
 def _modules():

@@ -116,3 +116,55 @@ def test_glued_values_are_read_back_from_an_executed_notebook(tmp_path):
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
     assert glued(path) == {"acc": 0.93, "n": 500, "ok": True, "label": "Linf 0.3", "odd": "np.float64(0.5)"}
+
+
+def test_a_dead_kernel_is_restarted_once_and_a_failing_cell_names_the_chapter_and_the_cell():
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    calls = []
+
+    def dies_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise DeadKernelError("kernel died")
+
+    book.run_chapter(dies_once, "03_x")
+    assert len(calls) == 2
+
+    def always_dies():
+        raise DeadKernelError("kernel died")
+
+    with pytest.raises(SystemExit, match="03_x: the kernel died again"):
+        book.run_chapter(always_dies, "03_x")
+
+    def fails():
+        raise PapermillExecutionError(7, 5, "1 / 0", "ZeroDivisionError", "division by zero", [])
+
+    with pytest.raises(SystemExit, match=r"03_x failed in cell 7 .*ZeroDivisionError: division by zero"):
+        book.run_chapter(fails, "03_x")
+
+
+def test_executed_chapters_hide_their_parameter_cells_in_the_rendered_book(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("PROFILE = 'cpu'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("PROFILE = 'smoke'", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("x = 1")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    book.hide_parameters(path)
+    book.hide_parameters(path)                       # idempotent
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_the_committed_book_prints_no_warning_and_no_widget_repr(path):
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        for out in cell.get("outputs", []):
+            assert not (out.get("output_type") == "stream" and out.get("name") == "stderr"), \
+                f"{path.name} cell {i} writes to stderr: {''.join(out.get('text', ''))[:200]}"
+            text = "".join(out.get("data", {}).get("text/plain", ""))
+            assert not re.match(r"(interactive|VBox|HBox|\w+Slider)\(", text), f"{path.name} cell {i}: {text[:80]}"

@@ -60,3 +60,16 @@ def test_every_chapter_defines_every_profile():
     for chapter, params in profiles.TABLE.items():
         for name, column in params.items():
             assert set(column) == set(profiles.PROFILES), (chapter, name)
+
+
+def test_the_settings_block_lists_only_what_differs_from_the_paper_and_what_the_run_set():
+    paper = profiles.settle("density", {"PROFILE": "paper"}).table()
+    assert len(paper.rows()) == 0 and "0 of" in paper.summary() and "Every setting is the paper's" in paper._repr_html_()
+    ns = {"PROFILE": "cpu", "SEED": profiles.TABLE["density"]["SEED"]["cpu"] + 1}
+    view = profiles.settle("density", ns).table()
+    rows = view.rows()
+    cpu = profiles.settle("density", {"PROFILE": "cpu"})
+    assert set(rows.index) == set(cpu.differences_from_paper()) | {"SEED"}
+    assert rows.loc["SEED", "set here"] == "yes" and list(rows.columns) == ["this run", "the paper's", "set here"]
+    html = view._repr_html_()
+    assert html.startswith("<details>") and "1 set in this run" in html and html.count("<tr>") == len(rows) + 1

@@ -458,3 +458,14 @@ def test_ranking_phrase_ranks_only_outside_the_intervals():
     assert "C lie clearly above" in text
     assert "A 0.05" in text and "cannot be ranked" in text and "is clearly lower than C" in text
     assert reports.glue_name("GAT integrated") == "gat_integrated" and reports.glue_name("L-Ben") == "l_ben"
+
+
+def test_beside_paper_shades_the_cells_worse_than_the_paper():
+    t = pd.DataFrame({"ASR-1": [0.2, 0.05, 0.3], "paper ASR-1": [0.1, 0.1, np.nan], "EROC": [0.9, 0.99, 0.5],
+                      "paper EROC": [0.95, 0.9, np.nan]}, index=["a", "b", "c"])
+    styler = reports.beside_paper(t)
+    html = styler.to_html()
+    styles = styler._compute().ctx                           # (row, col) -> [(property, value)]
+    shaded = {(t.index[r], t.columns[c]) for (r, c), props in styles.items() if props}
+    assert shaded == {("a", "ASR-1"), ("a", "EROC")}        # higher ASR and lower EROC than the paper's
+    assert "0.200" in html and "worse than the paper" in html

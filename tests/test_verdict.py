@@ -82,7 +82,7 @@ def test_every_claim_names_a_figure_its_chapter_glues():
         src = "".join("".join(cell["source"]) for cell in json.loads((root / f"{c.chapter}.ipynb").read_text())["cells"])
         names = set(re.findall(r'glue\(f?"([a-z0-9_{}\[\]]+)"', src))
         patterns = [re.compile("^" + re.sub(r"\{[^}]*\}", r"[a-z0-9_.]+", n) + "$") for n in names]
-        for name in (c.figure, c.interval, c.n, c.versus, c.versus_interval, c.versus_n):
+        for name in (c.figure, c.interval, c.n, c.versus, c.versus_interval, c.versus_n, *c.requires):
             if name is not None:
                 assert any(p.match(name) for p in patterns), f"{c.chapter} glues no {name}"
         assert set(c.needs) <= set(AIMS)
@@ -107,3 +107,20 @@ def test_chapters_and_their_aims_are_read_from_executed_notebooks(tmp_path):
     assert aims_met_from(chapters) == {"aim one": True, "aim two": False}
     with pytest.raises(FileNotFoundError, match="build the book first"):
         read_chapters(tmp_path / "missing")
+
+
+def test_a_figure_from_an_unsound_suite_refutes_but_never_confirms():
+    from advdetect.verdict import FAILS, HOLDS, UNDECIDED, Claim, judge
+
+    low = Claim("P", "ASR is at most 0.5", "T", "ch", "asr", "lower", paper=0.5, interval="asr_ci",
+                requires=("sound",))
+    beats = Claim("P", "ours beats theirs", "T", "ch", "asr", "lower", interval="asr_ci", versus="other",
+                  versus_interval="other_ci", requires=("sound",))
+    values = {"asr": 0.2, "asr_ci": [0.15, 0.25], "other": 0.8, "other_ci": [0.75, 0.85]}
+    assert judge(low, {"ch": {**values, "sound": True}})["verdict"] == HOLDS
+    unsound = judge(low, {"ch": {**values, "sound": False}})["verdict"]
+    assert unsound.startswith(UNDECIDED) and "lower bound" in unsound      # a lower bound under 0.5 proves nothing
+    high = {**values, "asr": 0.7, "asr_ci": [0.65, 0.75], "sound": False}
+    assert judge(low, {"ch": high})["verdict"] == FAILS                    # ... but one above 0.5 refutes
+    assert judge(beats, {"ch": {**values, "sound": True}})["verdict"] == HOLDS
+    assert judge(beats, {"ch": values})["verdict"].startswith(UNDECIDED)   # not glued: not shown sound

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import yaml
 
 from . import profiles
@@ -88,10 +89,45 @@ def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeou
     for src, dst in pairs:
         start = time.time()
         print(f"[book] executing {src.relative_to(root)} at profile {profile} -> {dst.relative_to(root)}", flush=True)
-        pm.execute_notebook(str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent),
-                            kernel_name="python3", progress_bar=False, request_save_on_cell_execute=False,
-                            execution_timeout=cell_timeout or CELL_TIMEOUT[profile])
+        run_chapter(lambda: pm.execute_notebook(
+            str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent), kernel_name="python3",
+            progress_bar=False, request_save_on_cell_execute=False,
+            execution_timeout=cell_timeout or CELL_TIMEOUT[profile]), src.stem)
+        hide_parameters(dst)
         print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
+
+
+def run_chapter(execute_once, name: str, attempts: int = 2) -> None:
+    """Run ``execute_once`` (one papermill execution of chapter ``name``). A kernel that died or fell silent
+    (no output within the cell timeout) is restarted with the chapter, once; a failing cell stops the build
+    with the chapter's name, the cell and the error."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            execute_once()
+            return
+        except PapermillExecutionError as e:
+            raise SystemExit(f"[book] {name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                             f"{e.ename}: {e.evalue}") from e
+        except (DeadKernelError, CellTimeoutError) as e:
+            kind = "died" if isinstance(e, DeadKernelError) else "fell silent"
+            if attempt == attempts:
+                raise SystemExit(f"[book] {name}: the kernel {kind} again after a restart: {e}") from e
+            print(f"[book] {name}: the kernel {kind} ({type(e).__name__}); restarting the chapter", flush=True)
+
+
+def hide_parameters(path: Path) -> None:
+    """Tag the parameters cell and papermill's injected-parameters cell of an executed chapter ``remove-cell``:
+    they stay in the notebook (papermill and JupyterLab read them) but not in the rendered book, whose settings
+    block says what differs from the paper."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def render(root: Path) -> Path:

@@ -379,13 +379,52 @@ class Settings:
         """Names whose value differs from the ``paper`` profile, as ``{name: (ours, paper's)}``."""
         return {k: (v, self.paper_value(k)) for k, v in self.params.items() if v != self.paper_value(k)}
 
-    def table(self):
-        """A pandas DataFrame of name, value, source and the paper profile's value (for display)."""
+    def frame(self) -> pd.DataFrame:
+        """Every setting: name, value, where it came from and the paper profile's value."""
         rows = [
             {"parameter": k, "value": _fmt(v), "source": self.sources[k], "paper profile": _fmt(self.paper_value(k))}
             for k, v in self.params.items()
         ]
         return pd.DataFrame(rows).set_index("parameter")
+
+    def table(self) -> "SettingsTable":
+        """What a chapter shows of its settings: the ones that differ from the paper's, ours beside the paper's,
+        in a block that opens on a click (the full list is :meth:`frame`)."""
+        return SettingsTable(self)
+
+
+class SettingsTable:
+    """A chapter's settings as the book shows them: a collapsed block, one row per setting that differs from the
+    ``paper`` profile (ours, the paper's, and whether this run changed it from the profile)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def rows(self) -> pd.DataFrame:
+        s = self.settings
+        diff = s.differences_from_paper()
+        changed = [k for k, src in s.sources.items() if src == "override"]
+        names = [k for k in s.params if k in diff or k in changed]
+        return pd.DataFrame({"this run": [_fmt(s.params[k]) for k in names],
+                             "the paper's": [_fmt(s.paper_value(k)) for k in names],
+                             "set here": ["yes" if k in changed else "" for k in names]},
+                            index=pd.Index(names, name="setting"))
+
+    def summary(self) -> str:
+        s = self.settings
+        n = len(self.rows())
+        changed = sum(src == "override" for src in s.sources.values())
+        return (f"Settings: profile {s.profile}, {n} of {len(s.params)} differ from the paper's"
+                + (f", {changed} set in this run" if changed else ""))
+
+    def _repr_html_(self) -> str:
+        rows = self.rows()
+        body = (rows.to_html(classes="advdetect-settings", border=0, escape=True) if len(rows)
+                else "<p>Every setting is the paper's.</p>")
+        return f"<details><summary>{self.summary()} (click to open)</summary>\n{body}\n</details>"
+
+    def __repr__(self) -> str:
+        return self.summary()
 
 
 def _fmt(v: Any) -> str:

@@ -561,14 +561,41 @@ def results_table(suite: SuiteResult, attacks: list[str], metrics=("ASR-1", "ERO
             row = {"attack": a, "defence": d}
             for m in metrics:
                 row[m] = r[m]
+                row[f"paper {m}"] = _paper_value(paper, (paper_rows or {}).get(a, a), d, m)
                 if m.startswith("ASR-"):
                     succ, n = r["counts"][float(m[4:]) if "." in m[4:] else int(m[4:])]
                     lo, hi = proportion_ci(succ, n)
                     row[f"{m} 95% CI"] = f"{lo:.2f}-{hi:.2f}"
-                    row["eligible images"] = n
-                row[f"paper {m}"] = _paper_value(paper, (paper_rows or {}).get(a, a), d, m)
+            row["eligible images"] = r["counts"][suite.arenas[d].ps[0]][1]
             rows.append(row)
     return pd.DataFrame(rows).set_index(["attack", "defence"])
+
+
+def _lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better for the defence (an attack's success, an error, a false
+    positive rate); AUCs, EROC and accuracies are better higher."""
+    m = metric.lower()
+    return m.startswith("asr") or "error" in m or "fpr" in m or "success" in m
+
+
+def beside_paper(table: pd.DataFrame, digits: int = 3):
+    """A table of ours beside the paper's (columns ``X`` and ``paper X``) as the book shows it: numbers to
+    ``digits`` places, and every cell of ours that is worse than the paper's value in the same row shaded (worse:
+    higher for attack success ratios, errors and false-positive rates, lower for AUCs, EROC and accuracies)."""
+    pairs = [(c, f"paper {c}") for c in table.columns if f"paper {c}" in table.columns]
+
+    def shade(frame):
+        out = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for ours, paper in pairs:
+            a = pd.to_numeric(frame[ours], errors="coerce")
+            b = pd.to_numeric(frame[paper], errors="coerce")
+            worse = (a > b) if _lower_is_better(ours) else (a < b)
+            out.loc[worse.fillna(False).astype(bool), ours] = "background-color: #f6d5d5"
+        return out
+
+    numeric = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    return (table.style.apply(shade, axis=None).format({c: f"{{:.{digits}f}}" for c in numeric}, na_rep="-")
+            .set_caption("shaded: ours is worse than the paper's value in the same row"))
 
 
 def worst_rows(table: pd.DataFrame, paper_worst: Mapping | None = None, metric: str = "ASR-1") -> pd.DataFrame:
@@ -710,6 +737,12 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unb
                 v, vp = suite.get(d, s["name"]), suite.get(d, pgd)
                 add(d, f"{s['name']} >= {pgd}", f"{v:.2f} vs {vp:.2f}", v >= vp - 1.0 / n)
     return pd.DataFrame(rows)
+
+
+def suite_soundness(checks: pd.DataFrame) -> dict[str, bool]:
+    """Per defence, whether every check of :func:`sanity_checks` passed: only then are its attack success
+    ratios more than lower bounds."""
+    return {str(d): bool(part["passed"].all()) for d, part in checks.groupby("defence", sort=False)}
 
 
 def _independent_comparison(suite: SuiteResult, defence: str, spec: Mapping) -> dict:

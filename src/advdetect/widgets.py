@@ -15,6 +15,7 @@ import math
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 import torch
 from IPython.display import display
 
@@ -64,6 +65,10 @@ def threshold_view(threshold: float, *, clean_scores, clean_pred, clean_y, adv_s
         ax.set_title("rejected" if rejected else f"accepted as {ap[i]}", fontsize=8,
                      color="tab:green" if rejected or ap[i] == ay[i] else "tab:red")
         ax.axis("off")
+    if len(imgs):
+        bottom.legend(handles=[Patch(color="tab:green", label="rejected, or accepted as its true class"),
+                               Patch(color="tab:red", label="accepted as a wrong class: the attack succeeds")],
+                      loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
