@@ -42,14 +42,19 @@ def lab(tmp_path):
     """JupyterLab serving the repository on localhost with a token, the app exposed to the page's scripts; the
     notebooks run at the smoke profile, live (not headless), with the test's own artefact cache."""
     port, token = _free_port(), "advdetect-test-token"
-    env = {**os.environ, "ADVDETECT_PROFILE": "smoke", "TQDM_DISABLE": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+    served = tmp_path / "served"                           # a copy: JupyterLab saves what it runs
+    (served / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / CHAPTER, served / CHAPTER)
+    env = {**os.environ, "ADVDETECT_PROFILE": "smoke", "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    env.pop("ADVDETECT_HEADLESS", None)
+    for unattended in ("ADVDETECT_HEADLESS", "TQDM_DISABLE"):   # either would make the widgets static
+        env.pop(unattended, None)
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
-                             "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={served}",
+                             "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+                             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=served)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):

@@ -124,3 +124,11 @@ def test_a_figure_from_an_unsound_suite_refutes_but_never_confirms():
     assert judge(low, {"ch": high})["verdict"] == FAILS                    # ... but one above 0.5 refutes
     assert judge(beats, {"ch": {**values, "sound": True}})["verdict"] == HOLDS
     assert judge(beats, {"ch": values})["verdict"].startswith(UNDECIDED)   # not glued: not shown sound
+
+
+def test_plain_strings_glue_without_quotes():
+    from IPython.lib.pretty import pretty
+
+    from advdetect.reports import Plain
+
+    assert pretty(Plain("cpu")) == "cpu" and repr(Plain("CPU, 2 threads")) == "CPU, 2 threads" and Plain("a") == "a"

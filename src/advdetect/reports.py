@@ -181,6 +181,13 @@ def clear_leader(shares: Mapping[str, tuple[float, int]]) -> str | None:
     return top if all(clearly_above(shares[top], v) for k, v in shares.items() if k != top) else None
 
 
+class Plain(str):
+    """A string whose text form is itself, without quotes: what ``myst_nb.glue`` pastes into another page."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def glue_name(text: str) -> str:
     """A name fit for ``myst_nb.glue`` from a label: lower case, every run of other characters one underscore
     (``"GAT integrated"`` -> ``"gat_integrated"``, ``"L-Ben"`` -> ``"l_ben"``)."""
@@ -575,7 +582,7 @@ def _lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is better for the defence (an attack's success, an error, a false
     positive rate); AUCs, EROC and accuracies are better higher."""
     m = metric.lower()
-    return m.startswith("asr") or "error" in m or "fpr" in m or "success" in m
+    return "asr" in m or "error" in m or "fpr" in m or "success" in m
 
 
 def beside_paper(table: pd.DataFrame, digits: int = 3):
@@ -656,8 +663,9 @@ def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapp
         if convergence and d in convergence:
             c = convergence[d]
             clo, chi = proportion_ci(*c["result"]["counts"][p0])
-            row.update({f"converged ASR-1 ({c['n']} eligible)": c["asr"][-1],
-                        "converged 95% CI": f"{clo:.2f}-{chi:.2f}", "converged": c["converged"]})
+            row.update({f"converged ASR-1 (first {len(c['result']['success'])})": c["asr"][-1],
+                        "converged 95% CI": f"{clo:.2f}-{chi:.2f}", "converged eligible": c["n"],
+                        "converged": c["converged"]})
         rows.append(row)
     return pd.DataFrame(rows).set_index("defence").sort_values("worst-case ASR-1")
 
