@@ -192,27 +192,29 @@ def surrogate_examples(cache, surrogate, x: torch.Tensor, y: torch.Tensor, *, no
 
 
 def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = None):
-    """The adversarial examples of one attack of the suite, described by ``spec`` (``method`` and its keywords;
-    see :func:`attack_specs`); for AutoAttack ``{"x_adv", "checks"}`` (its own warnings)."""
+    """One attack of the suite, described by ``spec`` (``method`` and its keywords; see :func:`attack_specs`):
+    ``{"x_adv": its adversarial examples (or {p: examples}), "checks": AutoAttack's own warnings, else []}``."""
     s = dict(spec)
     method = s.pop("method")
     for key in ("name", "table", "n"):
         s.pop(key, None)
-    if method in ("pgd", "mim", "fgsm"):
-        return white_box(cache, arena, method=method, **s)
-    if method == "multi-targeted":
-        return multi_targeted(cache, arena, **s)
-    if method == "cw":
-        return cw_l2(cache, arena, **s)
-    if method == "transfer":  # adversarial examples crafted on a surrogate, applied unchanged
-        return surrogate_x[(s["norm"], s["eps"])]
-    if method == "nes":
-        return nes(cache, arena, **s)
-    if method == "hsj":
-        return hsj(cache, arena, **s)
     if method == "autoattack":
         return autoattack(cache, arena, **s)
-    raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+    if method in ("pgd", "mim", "fgsm"):
+        x_adv = white_box(cache, arena, method=method, **s)
+    elif method == "multi-targeted":
+        x_adv = multi_targeted(cache, arena, **s)
+    elif method == "cw":
+        x_adv = cw_l2(cache, arena, **s)
+    elif method == "transfer":  # adversarial examples crafted on a surrogate, applied unchanged
+        x_adv = surrogate_x[(s["norm"], s["eps"])]
+    elif method == "nes":
+        x_adv = nes(cache, arena, **s)
+    elif method == "hsj":
+        x_adv = hsj(cache, arena, **s)
+    else:
+        raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+    return {"x_adv": x_adv, "checks": []}
 
 
 def attack_name(norm: str, eps: float) -> str:
@@ -332,9 +334,8 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
         arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
         started = time.perf_counter()
         out = run_spec(cache, arena, spec, surrogate_x)
-        notes = out.get("checks", []) if isinstance(out, dict) and "x_adv" in out else []
-        r = arena.evaluate(out["x_adv"] if isinstance(out, dict) and "x_adv" in out else out)
-        r.update(n=len(arena.x), seconds=time.perf_counter() - started, checks=notes)
+        r = arena.evaluate(out["x_adv"])
+        r.update(n=len(arena.x), seconds=time.perf_counter() - started, checks=list(out["checks"]))
         results[(name, spec["name"])] = r
     return SuiteResult(results, arenas, list(specs))
 
@@ -361,18 +362,15 @@ def convergence_study(cache, result: SuiteResult, defence: str, *, n: int, steps
     rule = spec.get("rule", "steepest")
     conv = convergence(cache, arena, steps=steps, step_size=spec["step_sizes"][0], rule=rule, tolerance=tolerance,
                        **kw)
-    out = pgd_run(cache, arena, steps=steps, step_size=spec["step_sizes"][0], rule=rule, trace=True, **kw)
-    elig = arena.eligible()
-    curve = out["trace"][:, elig].float().mean(1) if int(elig.sum()) else torch.zeros(steps)
+    x_adv = conv.pop("x_adv")
     sizes = {}
     for f in step_sizes:
         a = f * spec["eps"]
         sizes[a] = arena.evaluate(pgd_run(cache, arena, steps=size_steps, step_size=a, **kw)["x_adv"])["ASR-1"]
     suite_steps = min(int(spec["steps"]), steps)
-    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "curve": curve, "sizes": sizes,
-            "size steps": size_steps,
-            "suite steps": suite_steps, "at suite steps": float(curve[suite_steps - 1]),
-            "result": arena.evaluate(out["x_adv"])}
+    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "sizes": sizes,
+            "size steps": size_steps, "suite steps": suite_steps,
+            "at suite steps": float(conv["curve"][suite_steps - 1]), "result": arena.evaluate(x_adv)}
 
 
 def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float,
@@ -380,7 +378,8 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     """Has an attack converged? One long run of the engine (cached) with its best-so-far success trace on the
     arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
     ``steps`` minus ASR after ``steps // 2``) and ``converged``: that gain is at most ``tolerance``. Returns
-    ``{"steps", "asr", "gain", "converged", "n"}`` (``n``: eligible points)."""
+    ``{"steps", "asr", "gain", "converged", "n", "curve", "x_adv"}`` (``n``: eligible points; ``curve``: ASR-1
+    after every step; ``x_adv``: the run's examples)."""
     out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
                   targeted=targeted, rule=rule, trace=True)
     elig = arena.eligible()
@@ -389,7 +388,8 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     marks = sorted({*(2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps), steps // 2, steps} - {0})
     asr = [float(curve[t - 1]) for t in marks]
     gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
-    return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n}
+    return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n, "curve": curve,
+            "x_adv": out["x_adv"]}
 
 
 def paper_protocol(cache, arena: Arena, *, eps: float = 0.3, steps: int) -> dict:
