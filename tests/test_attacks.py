@@ -65,6 +65,33 @@ def test_more_restarts_never_hurt_and_early_stop_saves_work():
     assert bool(early.success.all()) and early.gradient_evaluations < full.gradient_evaluations
 
 
+@pytest.mark.parametrize("rule", ["steepest", "adam", "momentum", "apgd"])
+def test_early_stop_drops_succeeded_samples_and_keeps_the_same_outcome(rule):
+    """With early_stop a sample that has succeeded leaves the batch: the samples still attacked follow the very
+    path they follow without it, so the success flags and the trace agree, and fewer samples are evaluated."""
+    torch.manual_seed(0)
+    model = _toy_classifier()
+    x, y = torch.rand(24, 1, 28, 28), torch.randint(0, 10, (24,))
+    base = untargeted_margin(model)
+    seen = []
+
+    def obj(x_adv, labels):
+        seen.append(len(x_adv))
+        return base(x_adv, labels)
+
+    kw = dict(eps=0.03, steps=12, step_size=0.006, rule=rule, random_start=True, trace=True)
+    full = attacks.attack(obj, x, y, generator=torch.Generator().manual_seed(3), **kw)
+    evaluated_full, seen[:] = sum(seen), []
+    early = attacks.attack(obj, x, y, early_stop=True, generator=torch.Generator().manual_seed(3), **kw)
+    assert 0 < int(full.success.sum()) < len(x), "the test needs some samples to succeed and some to resist"
+    assert torch.equal(early.success, full.success) and torch.equal(early.trace, full.trace)
+    resisted = ~full.success
+    assert torch.allclose(early.x_adv[resisted], full.x_adv[resisted], atol=1e-6)
+    assert sum(seen) < evaluated_full
+    again, succ = base(early.x_adv, y)
+    assert torch.equal(succ, early.success)
+
+
 def test_l1_projection_matches_the_soft_threshold_by_bisection():
     torch.manual_seed(1)
     d = torch.randn(5, 50) * 3

@@ -27,8 +27,10 @@ Step rules (``rule``):
 
 FGSM is one ``"sign"`` step of size eps (:func:`fgsm`). With ``restarts > 1`` every restart after the first
 starts at a random point; each sample keeps its best iterate over all steps and restarts: a successful one
-before an unsuccessful one, else the lowest objective. With ``early_stop`` a chunk stops once all its samples
-succeeded. Everything is batched; the device is the one ``x`` lives on (move ``x`` to the model's device).
+before an unsuccessful one, else the lowest objective. With ``early_stop`` a sample leaves the batch once it has
+succeeded (its best iterate is kept; the samples still attacked are the only ones evaluated, so a run costs in
+proportion to the samples that resist it) and the run stops once all have; the success trace is unchanged by it.
+Everything is batched; the device is the one ``x`` lives on (move ``x`` to the model's device).
 """
 
 from __future__ import annotations
@@ -272,6 +274,14 @@ class _ApgdState:
             self.last_checkpoint = k
         return delta, g
 
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the samples of ``keep`` (a boolean mask): the others left the working set."""
+        for name in ("eta", "prev_delta", "prev_loss", "best_loss", "best_delta", "best_grad", "improved",
+                     "best_at_checkpoint", "halved_at_checkpoint"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value[keep])
+
     def average(self, k: int, delta, z, project_fn):
         """x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1})); the first step takes z itself."""
         new = z if k == 0 else project_fn(delta + self.alpha * (z - delta) + (1 - self.alpha) * (delta - self.prev_delta))
@@ -327,46 +337,56 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
     if any(t < 0 or t > steps for t in wanted):
         raise ValueError(f"snapshots must lie in 0..steps={steps}, got {list(snapshots)}")
     recorded: dict[int, torch.Tensor] = {}
+    # with early_stop, the working set holds only the samples that have not yet succeeded (``rows``: their
+    # positions in the batch); a recorded path needs every sample, so snapshots keep the whole batch
+    compact = early_stop and snapshots is None
 
-    def keep_best(x_now, loss, succ):
+    def keep_best(rows, x_now, loss, succ):
         nonlocal best_succ
         loss = loss.detach()
         if succ is None:
-            better = loss < best_loss
+            better = loss < best_loss[rows]
         else:
             if best_succ is None:
-                best_succ = torch.zeros_like(succ)
-            better = (succ & ~best_succ) | ((succ == best_succ) & (loss < best_loss))
-            best_succ = torch.where(better, succ, best_succ)
-        best_loss.copy_(torch.where(better, loss, best_loss))
-        best_x.copy_(torch.where(_view(better, x_now), x_now.detach(), best_x))
+                best_succ = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+            had = best_succ[rows]
+            better = (succ & ~had) | ((succ == had) & (loss < best_loss[rows]))
+            best_succ[rows] = torch.where(better, succ, had)
+        best_loss[rows] = torch.where(better, loss, best_loss[rows])
+        best_x[rows] = torch.where(_view(better, x_now), x_now.detach(), best_x[rows])
+
+    def all_done():
+        return early_stop and best_succ is not None and bool(best_succ.all())
 
     step_rule = "steepest" if rule == "sign" else rule
+    everyone = torch.arange(len(x), device=x.device)
     for restart in range(restarts):
-        if early_stop and best_succ is not None and bool(best_succ.all()):
+        if all_done():
             break
+        rows = everyone[~best_succ] if compact and best_succ is not None else everyone
+        xw, yw = x[rows], _slice(y, rows)
         if random_start or restart > 0:
-            delta = random_perturbation(x, norm, eps, bounds, generator)
-            delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+            delta = random_perturbation(xw, norm, eps, bounds, generator)
+            delta = project((xw + delta).clamp(lo, hi) - xw, norm, eps)
         else:
-            delta = torch.zeros_like(x)
+            delta = torch.zeros_like(xw)
         if restart == 0 and 0 in wanted:
-            recorded[0] = (x + delta).detach().clone()
-        m = torch.zeros_like(x) if step_rule in ("adam", "momentum") else None
-        v = torch.zeros_like(x) if step_rule == "adam" else None
+            recorded[0] = (xw + delta).detach().clone()
+        m = torch.zeros_like(xw) if step_rule in ("adam", "momentum") else None
+        v = torch.zeros_like(xw) if step_rule == "adam" else None
         if step_rule == "apgd":
-            ap = _ApgdState(x, delta, step_size, steps)
+            ap = _ApgdState(xw, delta, step_size, steps)
         for t in range(1, steps + 1):
-            x_adv = (x + delta).requires_grad_(True)
-            loss, succ = _evaluate(objective, x_adv, y)
+            x_adv = (xw + delta).requires_grad_(True)
+            loss, succ = _evaluate(objective, x_adv, yw)
             (g,) = torch.autograd.grad(loss.sum(), x_adv)
             n_grad += 1
-            keep_best(x_adv, loss, succ)
+            keep_best(rows, x_adv, loss, succ)
             if step_rule == "apgd":
                 delta, g = ap.observe(t - 1, delta, loss.detach(), g)
             if trace and best_succ is not None:
                 history.append(best_succ.clone())
-            if early_stop and best_succ is not None and bool(best_succ.all()):
+            if all_done():
                 break
             with torch.no_grad():
                 if step_rule == "steepest":
@@ -375,25 +395,33 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
                     m = decay * m + g / _view(_flat(g).abs().sum(1).clamp_min(1e-12), g)
                     direction = steepest_direction(m, norm, x_adv, bounds, l1_quantile)
                 elif step_rule == "apgd":
-                    direction = steepest_direction(g, norm, x + delta, bounds, l1_quantile)
+                    direction = steepest_direction(g, norm, xw + delta, bounds, l1_quantile)
                 else:  # adam on the perturbation
                     b1, b2 = adam_betas
                     m.mul_(b1).add_(g, alpha=1 - b1)
                     v.mul_(b2).addcmul_(g, g, value=1 - b2)
                     direction = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + 1e-8)
                 if step_rule == "apgd":
-                    z = project((x + delta - _view(ap.eta, x) * direction).clamp(lo, hi) - x, norm, eps)
-                    delta = ap.average(t - 1, delta, z, lambda d: project((x + d).clamp(lo, hi) - x, norm, eps))
+                    z = project((xw + delta - _view(ap.eta, xw) * direction).clamp(lo, hi) - xw, norm, eps)
+                    delta = ap.average(t - 1, delta, z, lambda d: project((xw + d).clamp(lo, hi) - xw, norm, eps))
                 else:
                     delta = delta - step_size * direction
-                    delta = project((x + delta).clamp(lo, hi) - x, norm, eps)
+                    delta = project((xw + delta).clamp(lo, hi) - xw, norm, eps)
                 if restart == 0 and t in wanted:
-                    recorded[t] = (x + delta).detach().clone()
+                    recorded[t] = (xw + delta).detach().clone()
+                if compact and best_succ is not None:
+                    keep = ~best_succ[rows]
+                    if not bool(keep.all()):  # drop the samples that succeeded: their best iterate is kept
+                        rows, xw, yw, delta = rows[keep], xw[keep], _slice(yw, keep), delta[keep]
+                        m = None if m is None else m[keep]
+                        v = None if v is None else v[keep]
+                        if step_rule == "apgd":
+                            ap.select(keep)
         else:
             with torch.no_grad():
-                x_last = x + delta
-                loss, succ = _evaluate(objective, x_last, y)
-            keep_best(x_last, loss, succ)
+                x_last = xw + delta
+                loss, succ = _evaluate(objective, x_last, yw)
+            keep_best(rows, x_last, loss, succ)
     tr = None
     if trace and history:
         history[-1] = best_succ.clone()  # the last iterate, evaluated after the final step

@@ -209,6 +209,12 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "STEPS": _by(5, 10, 1000),                # PGD/MIM steps (ARCLU: 1000, Fig 7)
         "RULE": _by("apgd", "apgd", "steepest"),  # apgd: Croce & Hein's adaptive step from 2 eps (L-inf, L2)
         "LOSSES": _by(["composite"], ["composite"], ["paper", "composite"]),  # Tables 2 and 4 (paper: Table 1's)
+        # the threat models where the suite goes deep (untargeted and targeted): every defence's paper objective
+        # and the composite loss, DEEP_STEPS steps, on all N_TEST images - where the independent checks, the
+        # papers' own attacks and ARCLU's headline figures are compared (the paper profile is deep everywhere)
+        "DEEP_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], []),
+        "DEEP_STEPS": _by(10, 100, 1000),
+        "DEEP_LOSSES": _same(["paper", "composite"]),
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
         "STEP_SIZES": _by({"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},
                           {"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},
@@ -217,16 +223,17 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         # ARCLU Table 2's budgets on MNIST (targeted and untargeted each)
         "BUDGETS": _same([["linf", 0.3], ["linf", 0.4], ["l2", 2.0], ["l1", 15.0], ["l0", 25.0]]),
         "CW_EPS": _same(2.0),                     # ARCLU Table 4: CW within L2 2.0, 5 binary searches
-        "CW_SEARCHES": _by(2, 2, 5),
-        "CW_STEPS": _by(5, 15, 1000),
+        "CW_SEARCHES": _by(2, 4, 5),
+        "CW_STEPS": _by(5, 50, 1000),
+        "CW_N": _by(20, 100, 1000),               # its first ones: CW (a search of CW_SEARCHES x CW_STEPS per image)
         "CW_LR": _by(0.05, 0.05, 0.01),
         "CW_KAPPA": _same(0.5),                   # CW's confidence: aim this many held-out score std under tau
         "MIM_EPS": _same(0.4),                    # MIM (decay 0.9) and FGSM at L-inf 0.4 (ARCLU Table 4)
         "MT_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], [["linf", 0.3], ["l2", 2.0]]),
-        "MT_STEPS": _by(5, 5, 100),               # multi-targeted attack per target (Tramer et al.: 100)
+        "MT_STEPS": _by(5, 10, 100),               # multi-targeted attack per target (Tramer et al.: 100)
         "SANITY_BUDGETS": _same([["linf", 1.0], ["l2", 6.0]]),
-        # their step sizes (per-sample best): a small one and, for L2, one that crosses the ball in a few steps
-        # the unbounded budgets under steepest descent (where RULE is apgd they take its rule from 2 eps instead)
+        # their step sizes (steepest descent, per-sample best): a small one and, for L2, one that crosses the
+        # ball in a few steps (APGD's first step of 2 eps overshoots an unbounded budget into the box's corners)
         "SANITY_STEP_SIZES": _by({"linf": [0.1], "l2": [0.5]}, {"linf": [0.05], "l2": [0.3, 1.0]},
                                  {"linf": [0.01], "l2": [0.05, 0.25]}),
         "BB_LINF": _same(0.3),                    # black-box budgets (ARCLU Table 3, MNIST)

@@ -78,7 +78,7 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
         targets = (arena.targets if target_offset is None
                    else (arena.y + target_offset) % arena.defence.num_classes)
         labels = (arena.y.to(dev), targets.to(dev)) if targeted else arena.y.to(dev)
-        kw = dict(random_start=random_start, restarts=restarts, early_stop=not trace, trace=trace,
+        kw = dict(random_start=random_start, restarts=restarts, early_stop=True, trace=trace,
                   batch_size=batch_size, generator=torch.Generator().manual_seed(arena.seed))
         if method != "fgsm":
             kw.update(norm=norm, steps=steps, step_size=step_size)
@@ -239,20 +239,25 @@ def attack_specs(p: Mapping) -> list[dict]:
     attack runs on the first n attacked points only: the black-box attacks, the APGD check and AutoAttack) and
     the keywords of :func:`run_spec`. The white-box attacks of Tables 2 and 4 run the losses ``LOSSES``
     (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
-    composite loss)."""
+    composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
+    ``DEEP_STEPS`` steps. The unbounded sanity budgets take steepest steps of ``SANITY_STEP_SIZES``; the APGD
+    check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
     specs = []
     steps = p["STEPS"]
     losses = p.get("LOSSES")
     wb = {} if losses is None else {"losses": list(losses)}
+    deep = {(n, float(e)) for n, e in p.get("DEEP_BUDGETS", [])}
     for norm, eps in p["BUDGETS"]:
         for targeted in (True, False):
+            depth = ({"steps": p["DEEP_STEPS"], "losses": list(p["DEEP_LOSSES"])} if (norm, float(eps)) in deep
+                     else {"steps": steps, **wb})
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
-                          "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, "steps": steps,
-                          **_step(p, norm, eps), **wb})
+                          "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **_step(p, norm, eps),
+                          **depth})
     cw_eps = p["CW_EPS"]
     specs.append({"name": f"CW {attack_name('l2', cw_eps)}", "table": 4, "method": "cw", "eps": cw_eps,
                   "searches": p["CW_SEARCHES"], "steps": p["CW_STEPS"], "lr": p["CW_LR"],
-                  "kappa": p.get("CW_KAPPA", 0.0)})
+                  "kappa": p.get("CW_KAPPA", 0.0), **({"n": p["CW_N"]} if "CW_N" in p else {})})
     specs.append({"name": f"MIM Linf {p['MIM_EPS']:g}", "table": 4, "method": "mim", "norm": "linf",
                   "eps": p["MIM_EPS"], "steps": steps, "step_sizes": list(p["STEP_SIZES"]["linf"]), **wb})
     specs.append({"name": f"FGSM Linf {p['MIM_EPS']:g}", "table": 4, "method": "fgsm", "norm": "linf",
@@ -263,7 +268,7 @@ def attack_specs(p: Mapping) -> list[dict]:
                       "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": step["step_sizes"][0],
                       "rule": step.get("rule", "steepest")})
     for norm, eps in p["SANITY_BUDGETS"]:
-        step = _step(p, norm, eps) if p.get("RULE") == "apgd" else {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
+        step = {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
                       "eps": eps, "targeted": False, "steps": steps, **step, **wb})
     specs.append({"name": f"Transfer {attack_name('linf', p['BB_LINF'])}", "table": 3, "method": "transfer",
@@ -278,7 +283,7 @@ def attack_specs(p: Mapping) -> list[dict]:
     for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on each defence's losses
         specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
                       "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
-                      "rule": "apgd", "n": p.get("N_SUBSET", p["N_TEST"]),
+                      "rule": "apgd", "random_start": True, "n": p.get("N_SUBSET", p["N_TEST"]),
                       **({"losses": list(p["APGD_LOSSES"])} if "APGD_LOSSES" in p else {})})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
