@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -492,3 +493,41 @@ def test_beside_paper_shades_the_cells_worse_than_the_paper():
     shaded = {(t.index[r], t.columns[c]) for (r, c), props in styles.items() if props}
     assert shaded == {("a", "ASR-1"), ("a", "EROC")}        # higher ASR and lower EROC than the paper's
     assert "0.200" in html and "worse than the paper" in html
+
+
+def test_checks_overview_groups_checks_into_families_and_counts_failures():
+    checks = pd.DataFrame([
+        {"defence": "A", "check": "PGD Linf 1, U reaches ASR-1 >= 0.9", "value": "0.95", "passed": True},
+        {"defence": "A", "check": "PGD L2 6.0, U reaches ASR-1 >= 0.9", "value": "0.50", "passed": False},
+        {"defence": "A", "check": "CW L2 2.0 >= PGD L2 2.0, U", "value": "0.4 vs 0.5", "passed": False},
+        {"defence": "B", "check": "PGD Linf 1, U reaches ASR-1 >= 0.9", "value": "1.00", "passed": True},
+        {"defence": "B", "check": "PGD L2 6.0, U reaches ASR-1 >= 0.9", "value": "1.00", "passed": True},
+        {"defence": "B", "check": "NES Linf 0.3 <= white-box", "value": "0.1 vs 0.5", "passed": True}])
+    table = reports.checks_overview(checks)
+    assert list(table.index) == ["A", "B"] and len(table.columns) == 3
+    assert table.loc["A", "unbounded budgets reach 0.9"] == "FAIL (1 of 2)"
+    assert table.loc["B", "unbounded budgets reach 0.9"] == "pass"
+    assert table.loc["A", "CW >= PGD"] == "FAIL (1 of 1)" and table.loc["B", "CW >= PGD"] == "-"
+    assert table.loc["A", "black-box <= white-box"] == "-" and table.loc["B", "black-box <= white-box"] == "pass"
+
+
+def test_convergence_table_names_step_sizes_by_their_fraction_of_eps():
+    conv = {d: {"attack": "PGD Linf 0.3, U", "rule": "apgd", "n": 90, "suite steps": 100, "at suite steps": 0.5,
+                "steps": [1, 2, 500, 1000], "asr": [0.1, 0.2, 0.55, 0.56], "gain": 0.01, "converged": True,
+                "eps": eps, "size steps": 50, "sizes": {eps / 30: 0.4, eps / 6: 0.3}}
+            for d, eps in (("A", 0.3), ("B", 15.0))}
+    table = reports.convergence_table(conv)
+    assert list(table.columns[-2:]) == ["50 steps of eps/30", "50 steps of eps/6"]   # one column per fraction
+    assert table.loc["B", "50 steps of eps/30"] == 0.4 and table.loc["A", "ASR-1 at 1000"] == 0.56
+    assert table.loc["A", "attack (rule)"] == "PGD Linf 0.3, U (apgd)" and len(table.columns) <= 10
+
+
+def test_beside_paper_shades_worse_cells_and_prints_counts_without_decimals():
+    table = pd.DataFrame({"ASR-1": [0.2, 0.05], "paper ASR-1": [0.1, 0.1], "EROC": [0.9, 0.99],
+                          "paper EROC": [0.95, 0.95], "n found": [40.0, np.nan]}, index=["A", "B"])
+    html = reports.beside_paper(table).to_html()
+    style = html.split("</style>")[0]
+    assert "background-color: #f6d5d5" in style
+    shaded = re.findall(r"#T_\w+?_(row\d+_col\d+)", style)
+    assert sorted(shaded) == ["row0_col0", "row0_col2"]   # A's ASR-1 (higher) and A's EROC (lower) are worse
+    assert ">40<" in html and ">0.200<" in html

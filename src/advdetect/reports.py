@@ -104,11 +104,11 @@ def gat_robustness_tables(cache, banks: Mapping, ds, *, n_negatives: int, eval_s
                      "paper fixed start": ref["fixed start"], "paper 50 restarts": ref["random restarts"]})
     out["10"] = pd.DataFrame(rows).set_index("detectors")
     rows = {}
-    for name in ("Linf 0.3", "Linf 0.5"):
+    for name in ("Linf 0.3", "Linf 0.5"):   # one row per detector, ours beside the paper's (beside_paper)
         got = auc(name, attacks_9[name], ks=range(10), n=n_negatives_all or n_negatives)
-        rows[f"{name} (ours)"] = [got[k] for k in range(10)]
-        rows[f"{name} (paper)"] = list(GAT_TABLE11_12[name])
-    out["11_12"] = pd.DataFrame(rows, index=[f"k={k}" for k in range(10)]).T
+        rows[name] = [got[k] for k in range(10)]
+        rows[f"paper {name}"] = list(GAT_TABLE11_12[name])
+    out["11_12"] = pd.DataFrame(rows, index=pd.Index([f"k={k}" for k in range(10)], name="detector"))
     return out
 
 
@@ -496,10 +496,10 @@ def gat_mean_l2(cache, banks: Mapping, ds, x: torch.Tensor, y: torch.Tensor, *, 
                      "success rate (FPR)": float(ok.float().mean()), "n found": int(ok.sum()),
                      "mean L2 distortion": float(l2[ok].mean()) if int(ok.sum()) else np.nan,
                      "95% CI": "-" if np.isnan(lo) else f"{lo:.2f}-{hi:.2f}",
-                     "paper": GAT_TABLE2[f"GAT, {name} detectors"]})
+                     "paper mean L2 distortion": GAT_TABLE2[f"GAT, {name} detectors"]})
     rows.append({"detection method": "Carlini & Wagner 2017a's best detector", "threshold (95% TPR)": np.nan,
                  "success rate (FPR)": np.nan, "n found": np.nan, "mean L2 distortion": np.nan, "95% CI": "-",
-                 "paper": GAT_TABLE2["Carlini & Wagner 2017a (best earlier detector)"]})
+                 "paper mean L2 distortion": GAT_TABLE2["Carlini & Wagner 2017a (best earlier detector)"]})
     return pd.DataFrame(rows).set_index("detection method")
 
 
@@ -601,7 +601,9 @@ def beside_paper(table: pd.DataFrame, digits: int = 3):
         return out
 
     numeric = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
-    return (table.style.apply(shade, axis=None).format({c: f"{{:.{digits}f}}" for c in numeric}, na_rep="-")
+    counts = {c for c in numeric if str(c) == "n" or str(c).startswith(("n ", "eligible"))}   # counts: no decimals
+    formats = {c: "{:.0f}" if c in counts else f"{{:.{digits}f}}" for c in numeric}
+    return (table.style.apply(shade, axis=None).format(formats, na_rep="-")
             .set_caption("shaded: ours is worse than the paper's value in the same row"))
 
 
@@ -752,6 +754,54 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unb
                 add(d, f"{s['name']} >= {pgd}", f"{v:.2f} vs {vp:.2f}" + (f" (first {m})" if m < len(elig) else ""),
                     v >= vp - 1.0 / max(int(elig[:m].sum()), 1))
     return pd.DataFrame(rows)
+
+
+CHECK_FAMILIES = (   # (pattern of a check of sanity_checks, the family it belongs to), first match wins
+    (r"reaches ASR-1", "unbounded budgets reach 0.9"),
+    (r"grows with", "ASR grows with eps"),
+    (r"converged", "converged"),
+    (r"<= white-box", "black-box <= white-box"),
+    (r"adds <=", "AutoAttack and APGD add <= 2 points"),
+    (r"^CW .* >= ", "CW >= PGD"),
+    (r"^Multi-targeted .* >= ", "multi-targeted >= PGD"),
+)
+
+
+def check_family(check: str) -> str:
+    """The family of a check of :func:`sanity_checks` (:data:`CHECK_FAMILIES`; unknown checks keep their name)."""
+    return next((family for pattern, family in CHECK_FAMILIES if re.search(pattern, check)), check)
+
+
+def checks_overview(checks: pd.DataFrame) -> pd.DataFrame:
+    """One row per defence and one column per family of checks (:func:`check_family`): ``pass`` where every check
+    of the family passed, else ``FAIL (k of n)`` with the number that failed."""
+    fam = checks.assign(family=checks["check"].map(check_family))
+
+    def verdict(part: pd.Series) -> str:
+        bad = int((~part.astype(bool)).sum())
+        return "pass" if bad == 0 else f"FAIL ({bad} of {len(part)})"
+
+    order = list(dict.fromkeys(f for _, f in CHECK_FAMILIES if f in set(fam["family"])))
+    order += [f for f in dict.fromkeys(fam["family"]) if f not in order]
+    table = fam.pivot_table(index="defence", columns="family", values="passed", aggfunc=verdict, sort=False)
+    return table.reindex(index=list(dict.fromkeys(checks["defence"])), columns=order).fillna("-")
+
+
+def convergence_table(convergence: Mapping) -> pd.DataFrame:
+    """The convergence study of every defence (defence -> :func:`advdetect.suite.convergence_study`) as one table:
+    the attack and its step rule, the eligible images, ASR-1 at the suite's own number of steps, at the end of the
+    long run, the gain of its last doubling and whether that is within the check's tolerance, and the fixed-step
+    runs, one column per step size as a fraction of eps."""
+    rows = {}
+    for d, c in convergence.items():
+        last = c["steps"][-1]
+        row = {"attack (rule)": f"{c['attack']} ({c['rule']})", "eligible": c["n"],
+               "suite's steps": c["suite steps"], "ASR-1 there": c["at suite steps"],
+               f"ASR-1 at {last}": c["asr"][-1], "last doubling adds": c["gain"], "converged": c["converged"]}
+        for a, v in c["sizes"].items():
+            row[f"{c['size steps']} steps of eps/{c['eps'] / a:.3g}"] = v
+        rows[d] = row
+    return pd.DataFrame(rows).T.infer_objects()
 
 
 def suite_soundness(checks: pd.DataFrame) -> dict[str, bool]:
