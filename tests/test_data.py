@@ -161,3 +161,17 @@ def test_load_for_applies_a_chapters_dataset_and_training_subset():
     share = torch.bincount(full.y_train, minlength=10) / len(full.y_train)
     assert (torch.bincount(cut.y_train, minlength=10) - share * 700).abs().max() <= 1
     assert len(cut.y_test) == len(full.y_test)
+
+
+def test_heldout_labels_match_the_heldout_images_of_attacked_points():
+    from advdetect import data, evaluation
+
+    ds = data.load("mnist")
+    ds.x_val, ds.y_val = data.subset(ds.x_val, ds.y_val, 300, seed=0)
+    ds.x_test, ds.y_test = data.subset(ds.x_test, ds.y_test, 400, seed=0)
+    x, y, xh = evaluation.attacked_points(ds, 50, seed=3)
+    yh = evaluation.heldout_labels(ds, 50, seed=3)
+    assert len(yh) == len(xh) == 300 + 350
+    lookup = {img.numpy().tobytes(): int(lab) for img, lab in zip(torch.cat([ds.x_val, ds.x_test]),
+                                                                     torch.cat([ds.y_val, ds.y_test]))}
+    assert all(lookup[img.numpy().tobytes()] == int(lab) for img, lab in zip(xh, yh))

@@ -146,10 +146,7 @@ def best_of(arena: Arena, candidates: list[torch.Tensor], p: float | None = None
     return best
 
 
-def attacked_points(ds, n: int, seed: int = 0):
-    """The evaluation points: a stratified subset of ``n`` test images fixed by ``seed``, and the held-out benign
-    images that set the thresholds: the validation images plus every test image not attacked. Returns
-    (x, y, x_heldout)."""
+def _split_test(ds, n: int, seed: int):
     n = min(n, len(ds.y_test))
     if n >= len(ds.y_test):
         rest, chosen = np.array([], dtype=int), np.arange(len(ds.y_test))
@@ -158,9 +155,23 @@ def attacked_points(ds, n: int, seed: int = 0):
     else:  # fewer points than classes: a seeded random choice
         order = np.random.default_rng(seed).permutation(len(ds.y_test))
         chosen, rest = order[:n], order[n:]
-    chosen = torch.as_tensor(chosen, dtype=torch.long)  # shuffled: any prefix is a fair sample
-    x_heldout = torch.cat([ds.x_val, ds.x_test[torch.as_tensor(rest, dtype=torch.long)]])
+    # shuffled: any prefix is a fair sample
+    return torch.as_tensor(chosen, dtype=torch.long), torch.as_tensor(rest, dtype=torch.long)
+
+
+def attacked_points(ds, n: int, seed: int = 0):
+    """The evaluation points: a stratified subset of ``n`` test images fixed by ``seed``, and the held-out benign
+    images that set the thresholds: the validation images plus every test image not attacked. Returns
+    (x, y, x_heldout)."""
+    chosen, rest = _split_test(ds, n, seed)
+    x_heldout = torch.cat([ds.x_val, ds.x_test[rest]])
     return ds.x_test[chosen], ds.y_test[chosen], x_heldout
+
+
+def heldout_labels(ds, n: int, seed: int = 0) -> torch.Tensor:
+    """The true labels of the held-out images of :func:`attacked_points` (same ``n`` and ``seed``), in order."""
+    _, rest = _split_test(ds, n, seed)
+    return torch.cat([ds.y_val, ds.y_test[rest]])
 
 
 def best_per_p(arena: Arena, runs: Mapping[float, list[torch.Tensor]]) -> dict:
