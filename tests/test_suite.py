@@ -531,3 +531,8 @@ def test_beside_paper_shades_worse_cells_and_prints_counts_without_decimals():
     shaded = re.findall(r"#T_\w+?_(row\d+_col\d+)", style)
     assert sorted(shaded) == ["row0_col0", "row0_col2"]   # A's ASR-1 (higher) and A's EROC (lower) are worse
     assert ">40<" in html and ">0.200<" in html
+
+
+def test_beside_paper_tables_take_the_books_dataframe_style():
+    table = pd.DataFrame({"ASR-1": [0.2], "paper ASR-1": [0.1]}, index=["A"])
+    assert 'class="dataframe"' in reports.beside_paper(table).to_html()

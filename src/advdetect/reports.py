@@ -604,6 +604,7 @@ def beside_paper(table: pd.DataFrame, digits: int = 3):
     counts = {c for c in numeric if str(c) == "n" or str(c).startswith(("n ", "eligible"))}   # counts: no decimals
     formats = {c: "{:.0f}" if c in counts else f"{{:.{digits}f}}" for c in numeric}
     return (table.style.apply(shade, axis=None).format(formats, na_rep="-")
+            .set_table_attributes('class="dataframe"')   # the book's table style, as for a plain DataFrame
             .set_caption("shaded: ours is worse than the paper's value in the same row"))
 
 
