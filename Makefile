@@ -1,11 +1,12 @@
 # advdetect: the two commands of the README, and a few helpers.
-#   make book [PROFILE=cpu|smoke|paper]   set up, execute every notebook of _toc.yml with papermill, render the HTML
+#   make book [PROFILE=cpu|smoke|paper] [JOBS=2]   set up, execute the notebooks of _toc.yml (JOBS at a time), render
 #   make test                             set up, unit tests, then pytest --nbval-lax notebooks/ at the smoke profile
 # Set-up creates .venv if it is missing and installs the pinned requirements and the package (once per change).
 
 PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= cpu
+JOBS     ?= 2
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
@@ -29,10 +30,10 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 setup: $(STAMP)
 
 book: setup
-	$(PY) -m advdetect.book all --profile $(PROFILE)
+	$(PY) -m advdetect.book all --profile $(PROFILE) --jobs $(JOBS)
 
 execute: setup
-	$(PY) -m advdetect.book execute --profile $(PROFILE)
+	$(PY) -m advdetect.book execute --profile $(PROFILE) --jobs $(JOBS)
 
 render: setup
 	$(PY) -m advdetect.book render

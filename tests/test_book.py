@@ -86,7 +86,92 @@ def test_chapter_times_are_read_from_the_committed_book(capsys):
     assert all(t is None or t > 0 for t in times.values())
     book.main(["times"])
     out = capsys.readouterr().out
-    assert out.splitlines()[-1].startswith("total") and "02_gat_detectors" in out
+    assert any(line.startswith("total") for line in out.splitlines()) and "02_gat_detectors" in out
+
+
+def test_a_parallel_build_starts_the_chapters_others_build_on_first_and_the_verdict_last():
+    names = [dst.stem for _, dst in book.toc_notebooks(ROOT)]
+    order = book.parallel_order(names)
+    assert sorted(order) == sorted(names)
+    assert order[0].startswith("01") and order[-1].startswith("07")
+    assert set(book.PARALLEL_ORDER) | set(book.READS_OTHERS) <= {n[:2] for n in names}
+
+
+class FakeChapter:
+    """A chapter process that ends after ``polls`` looks with ``code``."""
+
+    log: list = []
+
+    def __init__(self, cmd, cwd, env):
+        self.name = cmd[cmd.index("--only") + 1]
+        self.env = env
+        self.polls, self.code = {"00_a": (1, 0), "01_b": (3, 0), "02_c": (1, 1)}.get(self.name, (1, 0))
+        self.returncode = None
+        FakeChapter.log.append(("start", self.name, env["ADVDETECT_THREADS"]))
+
+    def poll(self):
+        self.polls -= 1
+        if self.polls <= 0:
+            self.returncode = self.code
+            FakeChapter.log.append(("end", self.name))
+        return self.returncode
+
+    def terminate(self):
+        FakeChapter.log.append(("terminate", self.name))
+        self.returncode = -15
+
+    def wait(self):
+        return self.returncode
+
+
+def _pairs(names):
+    return [(ROOT / "notebooks" / f"{n}.ipynb", ROOT / "book" / f"{n}.ipynb") for n in names]
+
+
+def test_a_parallel_build_runs_chapters_at_once_and_holds_the_verdict_back(monkeypatch):
+    monkeypatch.setattr(book.subprocess, "Popen", FakeChapter)
+    monkeypatch.setattr(book, "POLL_SECONDS", 0.0)
+    monkeypatch.setattr(book.runtime, "available_cores", lambda: 2)
+    FakeChapter.log = []
+    seconds = book.execute_parallel(ROOT, "smoke", _pairs(["00_a", "01_b", "07_v"]), None, 2)
+    assert set(seconds) == {"00_a", "01_b", "07_v"}
+    starts = [e for e in FakeChapter.log if e[0] == "start"]
+    assert [e[1] for e in starts] == ["01_b", "00_a", "07_v"] and {e[2] for e in starts} == {"1"}
+    log = [e[:2] for e in FakeChapter.log]
+    assert log.index(("start", "07_v")) > log.index(("end", "01_b"))  # the verdict waits for every chapter
+
+
+def test_a_failing_chapter_of_a_parallel_build_stops_the_others_and_names_itself(monkeypatch):
+    monkeypatch.setattr(book.subprocess, "Popen", FakeChapter)
+    monkeypatch.setattr(book, "POLL_SECONDS", 0.0)
+    FakeChapter.log = []
+    with pytest.raises(SystemExit, match=r"02_c failed .*stopped 01_b.*did not start 07_v"):
+        book.execute_parallel(ROOT, "smoke", _pairs(["01_b", "02_c", "07_v"]), None, 2)
+    assert ("terminate", "01_b") in FakeChapter.log
+
+
+def test_a_full_build_is_recorded_and_its_wall_clock_printed(tmp_path, capsys):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "notebooks" / "00_x.ipynb").write_text("{}")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/00_x\n")
+    book.record_build(tmp_path, "cpu", 2, 5400.0, {"00_x": 5000.4})
+    record = json.loads((tmp_path / book.BUILD_RECORD).read_text())
+    assert record["wall_seconds"] == 5400 and record["chapters"] == {"00_x": 5000} and record["jobs"] == 2
+    book.print_times(tmp_path)
+    assert "last full build: 90.0 min of wall clock at profile cpu, 2 chapters at a time" in capsys.readouterr().out
+
+
+def test_threads_follow_the_cap_a_parallel_build_sets(monkeypatch):
+    from advdetect import runtime
+
+    monkeypatch.setenv(runtime.THREADS_VAR, "1")
+    assert runtime.configure_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv(runtime.THREADS_VAR, "lots")
+    with pytest.raises(ValueError, match="positive whole number"):
+        runtime.configure_threads()
+    monkeypatch.delenv(runtime.THREADS_VAR)
+    assert runtime.configure_threads() == runtime.available_cores()
 
 
 def test_gibbs_density_integrates_to_one_on_its_grid():

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -85,6 +89,24 @@ def test_memo_computes_once(tmp_path):
     assert len(calls) == 1
 
 
+def test_a_second_process_waits_for_the_artefact_being_computed_and_loads_it(tmp_path):
+    c = cache_mod.ArtefactCache(tmp_path)
+    entry = c.entry("r", {"k": 1})
+    script = ("import sys\nfrom advdetect.cache import ArtefactCache\n"
+              f"c = ArtefactCache({str(tmp_path)!r})\nprint('ready', flush=True)\n"
+              "r = c.memo('r', {'k': 1}, lambda: sys.exit('computed a second time'))\nprint(int(r['x']))\n")
+    with entry.lock():  # this process is computing the artefact
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # without the lock the other process would compute (and exit) meanwhile
+        assert proc.poll() is None
+        entry.save("result", {"x": torch.tensor(7)})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.strip() == "7"
+
+
 class Interrupt(Exception):
     pass
 
@@ -125,3 +147,20 @@ def test_training_resumes_from_the_last_completed_epoch(tmp_path):
     seen2 = []
     _run(e, 5, seen=seen2)
     assert seen2 == [] and not e.exists("checkpoint")
+
+
+def test_training_that_another_process_finished_meanwhile_is_loaded_not_repeated(tmp_path):
+    c = cache_mod.ArtefactCache(tmp_path)
+    elsewhere = c.entry("m", {"run": "elsewhere"})
+    other_model, other_hist = _run(elsewhere, 3)
+
+    class Racing(cache_mod.Entry):
+        def lock(self):  # the other process saves its model while this one waits for the lock
+            self.save("final", elsewhere.load("final"))
+            return super().lock()
+
+    seen = []
+    model, hist = _run(Racing(tmp_path, "m", {"run": "here"}), 3, seen=seen)
+    assert seen == [] and hist == other_hist
+    for p, q in zip(model.parameters(), other_model.parameters()):
+        assert torch.equal(p, q)

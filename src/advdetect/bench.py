@@ -130,3 +130,24 @@ def gat_vs_adversarial_epoch(x: torch.Tensor, y: torch.Tensor, *, steps: int = 1
             seconds[name] = time.perf_counter() - start
     return {"GAT epoch s": seconds["gat"], "adversarial-training epoch s": seconds["adv"],
             "GAT / adversarial training": seconds["gat"] / seconds["adv"]}
+
+
+def adversarial_training_work(batches: int, *, batch: int = 50, width: float = 0.5, steps: int = 5,
+                              seed: int = 0) -> float:
+    """``batches`` steps of the cpu profile's Madry training (PGD-``steps`` at L-inf 0.3 on random MNIST-shaped
+    images, then one Adam step) with the current thread setting: the book's commonest work, for measuring how
+    chapters share cores. Returns its wall-clock seconds."""
+    torch.manual_seed(seed)
+    model = models.MadryCNN(10, width=width)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    start = time.perf_counter()
+    for _ in range(batches):
+        model.eval()
+        x_adv = plain_pgd(model, x, y, 0.3, 2.5 * 0.3 / steps, steps)
+        model.train()
+        loss = F.cross_entropy(model(x_adv), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start

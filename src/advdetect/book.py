@@ -1,8 +1,8 @@
 """Build the book: execute the notebooks of ``_toc.yml`` with papermill, then render HTML with Jupyter Book 1.
 
-    python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation]
+    python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation] [--jobs 2]
     python -m advdetect.book render
-    python -m advdetect.book all [--profile cpu]
+    python -m advdetect.book all [--profile cpu] [--jobs 2]
     python -m advdetect.book times
     python -m advdetect.book aims
 
@@ -12,6 +12,14 @@ chapters met each (their glued ``aims_met_*``).
 
 Every ``book/NN_name.ipynb`` entry of ``_toc.yml`` is produced from ``notebooks/NN_name.ipynb`` by papermill,
 in the order of the table of contents, with ``PROFILE`` passed as a parameter (and ``ADVDETECT_PROFILE`` set).
+With ``--jobs N`` the chapters run N at a time, each in its own process with its share of the cores
+(``$ADVDETECT_THREADS``): one chapter keeps about 1.3 of two cores busy (much of a small CNN's work does not
+split across threads), two keep both. Chapters share trained models through the artefact cache, whose locks
+make a chapter that needs a model another one is training wait for it; :data:`PARALLEL_ORDER` starts the chapters
+whose models the others are built from first, and :data:`READS_OTHERS` holds back the verdict chapter, which reads
+every other executed chapter, until they have finished. A full build writes its wall-clock time and each chapter's
+to ``book/build.json``.
+
 Rendering runs ``jupyter-book build`` with execution off (the executed copies are the book), warnings as errors
 and ``--keep-going``, and prints where ``index.html`` is.
 """
@@ -19,6 +27,8 @@ and ``--keep-going``, and prints where ``index.html`` is.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import json
 import os
 import re
 import shutil
@@ -30,7 +40,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import profiles
+from . import profiles, runtime
 from .executed import glued, repo_root
 from .reports import AIMS
 
@@ -39,6 +49,20 @@ NOTEBOOK = re.compile(r"^book/(\d\d_[A-Za-z0-9_]+)(\.ipynb)?$")
 #: the longest one cell of a chapter may run before the build stops with an error, per profile (seconds): the
 #: net under a hung cell (the cpu profile's longest cell, the attack suite, takes about ten minutes)
 CELL_TIMEOUT = {"smoke": 900, "cpu": 3600, "paper": 48 * 3600}
+
+
+#: the order a parallel build starts chapters in (NN prefixes; chapters not named follow in the order of
+#: ``_toc.yml``): the motivation chapter trains the classifiers, the Eq. 10 encoder and the L-inf 0.3 detectors
+#: that every later chapter starts from; the density chapter needs nothing and fills the other core meanwhile;
+#: the cluster chapter (ARCLU) needs only the motivation chapter's encoder, the GAT chapter its classifiers;
+#: the attack chapter needs ARCLU's detectors; GAT's second chapter needs all of Table 6's detectors
+PARALLEL_ORDER = ("01", "00", "04", "02", "05", "03", "06")
+#: chapters that read the executed copies of the chapters before them (a parallel build starts them last)
+READS_OTHERS = ("07",)
+#: where a full build records its wall-clock time and each chapter's
+BUILD_RECORD = "book/build.json"
+#: how often a parallel build looks at its running chapters
+POLL_SECONDS = 2.0
 
 
 def _files(node) -> list[str]:
@@ -74,27 +98,110 @@ def toc_notebooks(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeout: int | None = None) -> None:
-    import papermill as pm
-
-    profiles.check(profile)
-    os.environ[profiles.ENV_VAR] = profile
-    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people; the book shows results
-    os.environ.setdefault("ADVDETECT_HEADLESS", "1")
+def _chapters(root: Path, only: list[str] | None) -> list[tuple[Path, Path]]:
     pairs = toc_notebooks(root)
     if only:
         pairs = [p for p in pairs if p[0].stem in only or p[0].stem[:2] in only]
         if not pairs:
             raise SystemExit(f"--only {only} matches no notebook of _toc.yml")
-    for src, dst in pairs:
-        start = time.time()
-        print(f"[book] executing {src.relative_to(root)} at profile {profile} -> {dst.relative_to(root)}", flush=True)
-        run_chapter(lambda: pm.execute_notebook(
-            str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent), kernel_name="python3",
-            progress_bar=False, request_save_on_cell_execute=False,
-            execution_timeout=cell_timeout or CELL_TIMEOUT[profile]), src.stem)
-        hide_parameters(dst)
-        print(f"[book] {dst.name}: {time.time() - start:.0f} s", flush=True)
+    return pairs
+
+
+def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeout: int | None = None,
+            jobs: int = 1) -> None:
+    """Execute the chapters of ``_toc.yml`` (or those named in ``only``) at ``profile``, ``jobs`` at a time."""
+    profiles.check(profile)
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {jobs}")
+    pairs = _chapters(root, only)
+    started = time.time()
+    if jobs == 1 or len(pairs) == 1:
+        seconds = {src.stem: execute_one(root, profile, src, dst, cell_timeout) for src, dst in pairs}
+    else:
+        seconds = execute_parallel(root, profile, pairs, cell_timeout, jobs)
+    wall = time.time() - started
+    print(f"[book] {len(pairs)} chapter{'s' if len(pairs) > 1 else ''} in {wall / 60:.1f} min "
+          f"({jobs} at a time)", flush=True)
+    if len(pairs) == len(toc_notebooks(root)):
+        record_build(root, profile, jobs, wall, seconds)
+
+
+def execute_one(root: Path, profile: str, src: Path, dst: Path, cell_timeout: int | None = None) -> float:
+    """Execute one chapter in a papermill kernel; return its wall-clock seconds."""
+    import papermill as pm
+
+    os.environ[profiles.ENV_VAR] = profile
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people; the book shows results
+    os.environ.setdefault("ADVDETECT_HEADLESS", "1")
+    start = time.time()
+    print(f"[book] executing {src.relative_to(root)} at profile {profile} -> {dst.relative_to(root)}", flush=True)
+    run_chapter(lambda: pm.execute_notebook(
+        str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent), kernel_name="python3",
+        progress_bar=False, request_save_on_cell_execute=False,
+        execution_timeout=cell_timeout or CELL_TIMEOUT[profile]), src.stem)
+    hide_parameters(dst)
+    seconds = time.time() - start
+    print(f"[book] {dst.name}: {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def parallel_order(names: list[str]) -> list[str]:
+    """``names`` (chapter stems, in the order of ``_toc.yml``) in the order a parallel build starts them:
+    :data:`PARALLEL_ORDER` first, then the others in their order, the chapters of :data:`READS_OTHERS` last."""
+    def rank(name: str) -> tuple[int, int]:
+        prefix = name[:2]
+        if prefix in READS_OTHERS:
+            return (2, names.index(name))
+        if prefix in PARALLEL_ORDER:
+            return (0, PARALLEL_ORDER.index(prefix))
+        return (1, names.index(name))
+    return sorted(names, key=rank)
+
+
+def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], cell_timeout: int | None,
+                     jobs: int) -> dict[str, float]:
+    """Execute ``pairs`` ``jobs`` at a time, each chapter in its own ``python -m advdetect.book execute`` process
+    with ``cores // jobs`` threads; stop every other chapter and the build when one fails."""
+    queue = parallel_order([src.stem for src, _ in pairs])
+    threads = max(1, runtime.available_cores() // jobs)
+    env = dict(os.environ, **{runtime.THREADS_VAR: str(threads), "OMP_NUM_THREADS": str(threads),
+                              "NUMBA_NUM_THREADS": str(threads)})
+    print(f"[book] {len(queue)} chapters, {jobs} at a time with {threads} thread{'s' if threads > 1 else ''} "
+          f"each: {', '.join(queue)}", flush=True)
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    seconds: dict[str, float] = {}
+    while queue or running:
+        while queue and len(running) < jobs and not (queue[0][:2] in READS_OTHERS and running):
+            name = queue.pop(0)
+            cmd = [sys.executable, "-m", "advdetect.book", "execute", "--profile", profile, "--only", name]
+            if cell_timeout:
+                cmd += ["--cell-timeout", str(cell_timeout)]
+            running[name] = (subprocess.Popen(cmd, cwd=root, env=env), time.time())
+        time.sleep(POLL_SECONDS)
+        for name, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            if proc.returncode != 0:
+                for other, _ in running.values():
+                    other.terminate()
+                for other, _ in running.values():
+                    other.wait()
+                raise SystemExit(f"[book] {name} failed (exit status {proc.returncode}; its error is above); "
+                                 f"stopped {', '.join(running) or 'nothing else'}"
+                                 + (f" and did not start {', '.join(queue)}" if queue else ""))
+            seconds[name] = time.time() - start
+    return seconds
+
+
+def record_build(root: Path, profile: str, jobs: int, wall: float, seconds: dict[str, float]) -> None:
+    """Write :data:`BUILD_RECORD`: when and how the whole book was last executed, and how long it took."""
+    record = {"profile": profile, "jobs": jobs, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "hardware": runtime.hardware(), "wall_seconds": round(wall),
+              "chapters": {name: round(s) for name, s in seconds.items()}}
+    path = root / BUILD_RECORD
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"[book] recorded the build in {path.relative_to(root)}", flush=True)
 
 
 def run_chapter(execute_once, name: str, attempts: int = 2) -> None:
@@ -158,6 +265,12 @@ def print_times(root: Path) -> None:
     missing = len(rows) - len(known)
     print(f"{'total':<40} {sum(known) / 60:6.1f} min" +
           ("" if not missing else f" ({missing} chapter{'s' if missing > 1 else ''} without a time)"))
+    record = root / BUILD_RECORD
+    if record.is_file():
+        b = json.loads(record.read_text())
+        print(f"last full build: {b['wall_seconds'] / 60:.1f} min of wall clock at profile {b['profile']}, "
+              f"{b['jobs']} chapter{'s' if b['jobs'] > 1 else ''} at a time, finished {b['finished']} "
+              f"({b['hardware']})")
 
 
 def aims_status(root: Path) -> list[tuple[str, str, str, str]]:
@@ -189,6 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default=os.environ.get(profiles.ENV_VAR, profiles.DEFAULT_PROFILE),
                         help=f"one of {', '.join(profiles.PROFILES)} (default: $ADVDETECT_PROFILE or cpu)")
     parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="chapters to execute at once, each in its own process with its share of the cores "
+                             "(default 1; 2 on a 2-core machine keeps both cores busy)")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run before the build fails (default by profile: "
                              + ", ".join(f"{k} {v}" for k, v in CELL_TIMEOUT.items()) + ")")
@@ -201,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         print_aims(root)
         return
     if args.command in ("execute", "all"):
-        execute(root, args.profile, args.only, args.cell_timeout)
+        execute(root, args.profile, args.only, args.cell_timeout, args.jobs)
     if args.command in ("render", "all"):
         render(root)
 

@@ -7,12 +7,18 @@ object, e.g. ``checkpoint.pt`` (rewritten after every epoch, so training resumes
 code. Every file embeds its configuration; a file that does not unpickle, or whose configuration differs from
 the one asked for, raises :class:`~advdetect.errors.CacheError` with the path to delete.
 
+Several processes may share one cache (the book's chapters executed in parallel): :meth:`Entry.lock` holds an
+exclusive lock on ``<root>/<kind>/<key>/.lock`` while an artefact is computed, so a second process that asks for
+the same artefact waits for the first and then loads its result instead of computing it again.
+
 The root is ``$ADVDETECT_CACHE`` if set, else ``.cache/advdetect`` in the project's checkout (found from the
 editable install), else ``~/.cache/advdetect``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -142,6 +148,20 @@ class Entry:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold this artefact's inter-process lock (``fcntl.flock`` on ``<kind>/<key>/.lock``, released when the
+        block ends or the process dies). Locks nest only along dependencies (an artefact's computation asks for
+        the artefacts it is built from), so two processes cannot wait on each other."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 class ArtefactCache:
     """Factory of :class:`Entry` objects under one root folder."""
@@ -160,6 +180,9 @@ class ArtefactCache:
         entry = self.entry(kind, config)
         if entry.exists("result"):
             return entry.load("result")
-        result = dict(compute())
-        entry.save("result", result)
+        with entry.lock():
+            if entry.exists("result"):  # another process computed it while this one waited
+                return entry.load("result")
+            result = dict(compute())
+            entry.save("result", result)
         return result

@@ -46,12 +46,28 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def configure_threads() -> int:
-    """Use every core the process may run on (torch's default can be lower in containers); return the count."""
+#: environment variable that caps the threads of :func:`configure_threads` (the book sets it when it executes
+#: several chapters at once, so that they share the cores instead of fighting over them)
+THREADS_VAR = "ADVDETECT_THREADS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
+        return os.cpu_count() or 1
+
+
+def configure_threads() -> int:
+    """Use every core the process may run on (torch's default can be lower in containers), or
+    ``$ADVDETECT_THREADS`` of them when that is set; return the count."""
+    n = available_cores()
+    cap = os.environ.get(THREADS_VAR, "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"${THREADS_VAR} must be a positive whole number of threads, got {cap!r}")
+        n = min(n, int(cap))
     torch.set_num_threads(max(1, n))
     return n
 
@@ -70,7 +86,10 @@ def hardware(device: torch.device | str | None = None) -> str:
                     break
     except OSError:
         pass
-    return f"CPU, {torch.get_num_threads()} threads ({cpu})"
+    n = torch.get_num_threads()
+    shared = (f" of {available_cores()} cores, beside other chapters" if os.environ.get(THREADS_VAR)
+              and n < available_cores() else "")
+    return f"CPU, {n} thread{'s' if n != 1 else ''}{shared} ({cpu})"
 
 
 def provenance(profile: str, dataset: str, device: torch.device | str | None = None) -> str:

@@ -10,6 +10,7 @@ an interrupted run resumes from its last completed epoch. Without a store it jus
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable, Mapping
 
@@ -47,11 +48,21 @@ def fit(store, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         for k, v in blob.get("extra", {}).items():
             extra[k].copy_(v)
 
-    if store is not None and store.exists("final"):
+    def load_final():
         blob = store.load("final", map_location=device)
         model.load_state_dict(blob["model"])
         restore(blob)
         return list(blob["history"])
+
+    if store is not None and store.exists("final"):
+        return load_final()
+    with store.lock() if hasattr(store, "lock") else contextlib.nullcontext():
+        if store is not None and store.exists("final"):  # another process trained it while this one waited
+            return load_final()
+        return _fit(store, model, optimizer, epoch_fn, epochs, desc, progress, extra, restore, device)
+
+
+def _fit(store, model, optimizer, epoch_fn, epochs, desc, progress, extra, restore, device) -> list[dict[str, float]]:
     start, history = 0, []
     if store is not None and store.exists("checkpoint"):
         blob = store.load("checkpoint", map_location=device)
