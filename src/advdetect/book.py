@@ -120,8 +120,8 @@ def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeou
     else:
         seconds = execute_parallel(root, profile, pairs, cell_timeout, jobs)
     wall = time.time() - started
-    print(f"[book] {len(pairs)} chapter{'s' if len(pairs) > 1 else ''} in {wall / 60:.1f} min "
-          f"({jobs} at a time)", flush=True)
+    if len(pairs) > 1:
+        print(f"[book] {len(pairs)} chapters in {wall / 60:.1f} min ({jobs} at a time)", flush=True)
     if len(pairs) == len(toc_notebooks(root)):
         record_build(root, profile, jobs, wall, seconds)
 
