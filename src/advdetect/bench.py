@@ -134,20 +134,15 @@ def gat_vs_adversarial_epoch(x: torch.Tensor, y: torch.Tensor, *, steps: int = 1
 
 def adversarial_training_work(batches: int, *, batch: int = 50, width: float = 0.5, steps: int = 5,
                               seed: int = 0) -> float:
-    """``batches`` steps of the cpu profile's Madry training (PGD-``steps`` at L-inf 0.3 on random MNIST-shaped
-    images, then one Adam step) with the current thread setting: the book's commonest work, for measuring how
-    chapters share cores. Returns its wall-clock seconds."""
-    torch.manual_seed(seed)
+    """``batches`` batches of the cpu profile's Madry training (:func:`advdetect.training.train_classifier` with
+    PGD-``steps`` at L-inf 0.3, sign steps of 2.5 eps / steps, on random MNIST-shaped images) with the current
+    thread setting: the book's commonest work, for measuring how chapters share cores. Returns its wall-clock
+    seconds."""
+    generator = torch.Generator().manual_seed(seed)
     model = models.MadryCNN(10, width=width)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    x = torch.rand(batches * batch, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (batches * batch,), generator=generator)
     start = time.perf_counter()
-    for _ in range(batches):
-        model.eval()
-        x_adv = plain_pgd(model, x, y, 0.3, 2.5 * 0.3 / steps, steps)
-        model.train()
-        loss = F.cross_entropy(model(x_adv), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    training.train_classifier(None, model, x, y, epochs=1, lr=1e-3, batch_size=batch, seed=seed, progress=False,
+                              attack_kwargs=dict(norm="linf", eps=0.3, steps=steps, step_size=2.5 * 0.3 / steps))
     return time.perf_counter() - start

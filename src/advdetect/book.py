@@ -13,8 +13,9 @@ chapters met each (their glued ``aims_met_*``).
 Every ``book/NN_name.ipynb`` entry of ``_toc.yml`` is produced from ``notebooks/NN_name.ipynb`` by papermill,
 in the order of the table of contents, with ``PROFILE`` passed as a parameter (and ``ADVDETECT_PROFILE`` set).
 With ``--jobs N`` the chapters run N at a time, each in its own process with its share of the cores
-(``$ADVDETECT_THREADS``): one chapter keeps about 1.3 of two cores busy (much of a small CNN's work does not
-split across threads), two keep both. Chapters share trained models through the artefact cache, whose locks
+(``$ADVDETECT_THREADS``): much of a small CNN's work does not split across threads, so two chapters with one
+thread each can finish sooner than one after the other with two (``benchmarks/parallel_chapters.py`` measures
+by how much). Chapters share trained models through the artefact cache, whose locks
 make a chapter that needs a model another one is training wait for it; :data:`PARALLEL_ORDER` starts the chapters
 whose models the others are built from first, and :data:`READS_OTHERS` holds back the verdict chapter, which reads
 every other executed chapter, until they have finished. A full build writes its wall-clock time and each chapter's
@@ -206,8 +207,8 @@ def record_build(root: Path, profile: str, jobs: int, wall: float, seconds: dict
 
 
 def run_chapter(execute_once, name: str, attempts: int = 2) -> None:
-    """Run ``execute_once`` (one papermill execution of chapter ``name``). A kernel that died or fell silent
-    (no output within the cell timeout) is restarted with the chapter, once; a failing cell stops the build
+    """Run ``execute_once`` (one papermill execution of chapter ``name``). A kernel that died, or a cell that ran
+    past the cell timeout (its total run time, not a time without output), is restarted with the chapter, once; a failing cell stops the build
     with the chapter's name, the cell and the error."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -220,10 +221,10 @@ def run_chapter(execute_once, name: str, attempts: int = 2) -> None:
             raise SystemExit(f"[book] {name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                              f"{e.ename}: {e.evalue}") from e
         except (DeadKernelError, CellTimeoutError) as e:
-            kind = "died" if isinstance(e, DeadKernelError) else "fell silent"
+            kind = "the kernel died" if isinstance(e, DeadKernelError) else "a cell ran past the cell timeout"
             if attempt == attempts:
-                raise SystemExit(f"[book] {name}: the kernel {kind} again after a restart: {e}") from e
-            print(f"[book] {name}: the kernel {kind} ({type(e).__name__}); restarting the chapter", flush=True)
+                raise SystemExit(f"[book] {name}: {kind} again after a restart: {e}") from e
+            print(f"[book] {name}: {kind} ({type(e).__name__}); restarting the chapter", flush=True)
 
 
 def hide_parameters(path: Path) -> None:
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="notebook names (or NN prefixes) to execute")
     parser.add_argument("--jobs", type=int, default=1,
                         help="chapters to execute at once, each in its own process with its share of the cores "
-                             "(default 1; 2 on a 2-core machine keeps both cores busy)")
+                             "(default 1; benchmarks/parallel_chapters.py measures what 2 gains)")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run before the build fails (default by profile: "
                              + ", ".join(f"{k} {v}" for k, v in CELL_TIMEOUT.items()) + ")")
