@@ -151,9 +151,38 @@ def test_cw_with_a_margin_lands_under_the_threshold_not_on_it(trained, mnist_sma
     crit = arena.criterion()
     room = {name: (crit.threshold(r["pred"]) - r["score"])[r["success"]] for name, r in (("plain", plain),
                                                                                         ("margin", margin))}
-    spread = float(arena.heldout[1].std())
-    assert len(room["margin"]) > 0 and float(room["margin"].min()) >= 0.5 * spread - 1e-4
+    # aimed at 5% (the arena's strictest p): under tau_5's margin, so at least that far under the looser tau_1
+    target = suite.cw_target(arena, 5, 0.5)
+    wanted = (crit.threshold(margin["pred"]) - target[margin["pred"]])[margin["success"]]
+    assert len(room["margin"]) > 0 and bool((room["margin"] >= wanted - 1e-5).all())
     assert float(room["margin"].median()) > float(room["plain"].median())
+
+
+def test_cw_target_lies_between_the_threshold_and_the_class_median():
+    """Hand-computed: class 0's held-out scores 0..3 and 10 with tau 3 (median 2): half-way is 2.5; class 1 has
+    no held-out image and keeps tau = inf; class 2's median is above its tau, so the margin is 0."""
+    arena = type("A", (), {})()
+    arena.heldout = (torch.tensor([0, 0, 0, 0, 0, 2, 2, 2]),
+                     torch.tensor([0.0, 1.0, 2.0, 3.0, 10.0, 5.0, 5.0, 5.0]))
+    arena.tau = {5: torch.tensor([3.0, math.inf, 4.0])}
+    t = suite.cw_target(arena, 5, 0.5)
+    assert t[0].item() == pytest.approx(2.5) and math.isinf(t[1].item()) and t[2].item() == pytest.approx(4.0)
+    assert suite.cw_target(arena, 5, 0.0).tolist()[0] == 3.0 and suite.cw_target(arena, 5, 1.0).tolist()[0] == 2.0
+
+
+def test_cw_target_stays_reachable_when_the_scores_are_skewed():
+    """A confident classifier's -log max softmax piles up near 0: 95 of 100 held-out images at 1e-4, five at 2.
+    tau_5 is then 1e-4, and a margin of half a pooled standard deviation would aim below 0, where no input can
+    go (the defect that gave CW 0.00 on the book's Vanilla classifier). The target stays at a score that 95% of
+    the class's benign images have."""
+    scores = torch.tensor([1e-4] * 95 + [2.0] * 5)
+    pred = torch.zeros(100, dtype=torch.long)
+    tau5 = float(metrics.thresholds_at_fpr(scores, pred, 0.05, 1)[0])
+    assert tau5 == pytest.approx(1e-4) and tau5 - 0.5 * float(scores.std()) < 0
+    arena = type("A", (), {})()
+    arena.heldout, arena.tau = (pred, scores), {5: torch.tensor([tau5])}
+    target = suite.cw_target(arena, 5, 0.5)[0]
+    assert int((scores <= target).sum()) == 95 and float(target) == pytest.approx(1e-4)
 
 
 def test_each_operating_point_gets_examples_aimed_at_it(trained, mnist_small, tmp_path):
@@ -446,6 +475,11 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     assert specs["NES Linf 0.3"]["n"] == p["N_BLACKBOX"] and specs["AutoAttack Linf 0.3"]["n"] == p["AA_N"]
     assert specs["APGD Linf 0.3, U"]["n"] == p["N_SUBSET"] and specs["APGD Linf 0.3, U"]["random_start"]
     assert specs["CW L2 2.0"]["kappa"] == p["CW_KAPPA"] > 0 and specs["CW L2 2.0"]["n"] == p["CW_N"]
+    # the multi-targeted attack and the unbounded budgets go as deep as the deep rows, on the subset
+    mt = specs["Multi-targeted Linf 0.3"]
+    assert mt["steps"] == p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
+    for name in ("PGD Linf 1, U", "PGD L2 6.0, U"):
+        assert specs[name]["steps"] == p["SANITY_STEPS"] >= p["DEEP_STEPS"] and specs[name]["n"] == p["SANITY_N"]
     assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100
 
 
@@ -536,3 +570,25 @@ def test_beside_paper_shades_worse_cells_and_prints_counts_without_decimals():
 def test_beside_paper_tables_take_the_books_dataframe_style():
     table = pd.DataFrame({"ASR-1": [0.2], "paper ASR-1": [0.1]}, index=["A"])
     assert 'class="dataframe"' in reports.beside_paper(table).to_html()
+
+
+def test_checks_and_tables_compare_a_subset_attack_on_its_own_images():
+    """The unbounded budget and the multi-targeted attack ran on the first 4 of 10 images: the eps chain and the
+    multi-targeted table compare every attack on those 4 only. On them L-inf 0.3 breaks 3 and 0.4 all 4, so an
+    unbounded attack that breaks all 4 does not fall as eps grows (on all ten images 0.4 breaks 0.5)."""
+    specs = SPECS + [{"name": "PGD Linf 0.3, T", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3},
+                     {"name": "Multi-targeted Linf 0.3", "table": "mt", "method": "multi-targeted", "norm": "linf",
+                      "eps": 0.3}]
+    succ = {"PGD Linf 0.3, U": [1, 1, 1, 0] + [0] * 6, "PGD Linf 0.3, T": [0, 1, 0, 0] + [0] * 6,
+            "PGD Linf 0.4, U": [1] * 4 + [1] + [0] * 5, "PGD Linf 1, U": [1] * 4,
+            "Multi-targeted Linf 0.3": [1, 1, 1, 1], "NES Linf 0.3": [0] * 10, "AutoAttack Linf 0.3": [0] * 10}
+    s = _fake_suite(succ, specs)
+    table = reports.sanity_checks(s)
+    chain = table[table["check"].str.startswith("ASR-1 grows with linf")].iloc[0]
+    assert chain["passed"] and chain["value"] == "1.00 -> 1.00 -> 1.00 (first 4)"
+    mt = reports.multi_targeted_comparison(s).loc[("D", "Linf 0.3")]
+    assert mt["images"] == 4 and (mt["PGD targeted"], mt["PGD untargeted"]) == pytest.approx((0.25, 0.75))
+    assert mt["multi-targeted"] == pytest.approx(1.0)
+    s.results[("D", "PGD Linf 1, U")]["success"] = torch.tensor([1, 0, 0, 0], dtype=torch.bool)
+    chain = reports.sanity_checks(s)
+    assert not chain[chain["check"].str.startswith("ASR-1 grows with linf")].iloc[0]["passed"]

@@ -184,6 +184,12 @@ def test_penalty_search_finds_the_smallest_l2_crossing_of_a_linear_boundary():
     # an impossible goal: no success, the input back and an infinite distance
     best_x, l2 = attacks.penalty_search(objective, x, torch.tensor([100.0, 100.0]), rounds=2, steps=10, lr=0.01)
     assert torch.isinf(l2).all() and torch.equal(best_x, x)
+    # L2-normalised steps instead of Adam find the same crossing; no other step rule is taken
+    best_x, l2 = attacks.penalty_search(objective, x, b, rounds=12, steps=300, lr=0.01, c_init=1.0, rule="steepest")
+    assert (l2 >= exact - 1e-4).all() and (l2 <= exact * 1.1 + 0.01).all()
+    assert ((best_x.flatten(1) @ w - b) >= 0).all()
+    with pytest.raises(ValueError, match="steepest"):
+        attacks.penalty_search(objective, x, b, rounds=1, steps=1, lr=0.01, rule="momentum")
 
 
 # --------------------------------------------------------------------------------------------------- judges

@@ -454,12 +454,13 @@ def mim(objective: Objective, x: torch.Tensor, y: Any = None, *, decay: float = 
 
 def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, rounds: int, steps: int, lr: float,
                    c_init: float = 1.0, c_bounds: tuple[float, float] = (0.0, math.inf), penalty_on: str = "loss",
-                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   batch_size: int | None = None, rule: str = "adam") -> tuple[torch.Tensor, torch.Tensor]:
     """Smallest-perturbation attack by a per-sample binary search on a penalty constant c (Carlini & Wagner's
     L2 attack; GAT's Eq. 15).
 
     Each of ``rounds`` rounds runs Adam (``steps`` steps of learning rate ``lr``, box constraint only) from the
-    natural images on ``objective(x_adv, (c, x, y))``, an objective that weighs a distance term against an
+    natural images - or, with ``rule="steepest"``, L2-normalised gradient steps of length ``lr``, which in a short
+    search can end closer to the image than Adam - on ``objective(x_adv, (c, x, y))``, an objective that weighs a distance term against an
     attack term with the per-sample constant c and reports success. With ``penalty_on="loss"`` (c multiplies
     the attack term, CW) a success lowers c and a failure raises it; with ``"distance"`` (c multiplies the
     distance, GAT) the other way round. c starts at ``c_init`` within ``c_bounds`` and moves to the middle of
@@ -469,13 +470,15 @@ def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, roun
     """
     if penalty_on not in ("loss", "distance"):
         raise ValueError(f"penalty_on must be 'loss' or 'distance', got {penalty_on!r}")
+    if rule not in ("adam", "steepest"):
+        raise ValueError(f"penalty_search steps with 'adam' or 'steepest', got {rule!r}")
     n = len(x)
     lo = torch.full((n,), float(c_bounds[0]), device=x.device)
     hi = torch.full((n,), float(c_bounds[1]), device=x.device)
     c = torch.full((n,), float(c_init), device=x.device)
     best_x, best_l2 = x.clone(), torch.full((n,), math.inf, device=x.device)
     for _ in range(rounds):
-        res = attack(objective, x, (c, x, y), norm="l2", eps=math.inf, steps=steps, step_size=lr, rule="adam",
+        res = attack(objective, x, (c, x, y), norm="l2", eps=math.inf, steps=steps, step_size=lr, rule=rule,
                      batch_size=batch_size)
         if res.success is None:
             raise ValueError("penalty_search needs an objective that returns (loss, success)")

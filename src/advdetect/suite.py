@@ -123,28 +123,44 @@ def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, st
     return best_per_p(arena, runs)
 
 
+def cw_target(arena: Arena, p: float, kappa: float) -> torch.Tensor:
+    """The per-class score CW aims below at the operating point ``p``: ``kappa`` of the way from tau_p down to
+    the median held-out score of the class (CW's confidence margin, in the defence's own units: 0 aims at the
+    threshold itself, 1 at a typical benign image of the class). Benign images reach it, whatever the shape of
+    the score's distribution - a margin in standard deviations of the pooled scores can lie below every score
+    a skewed score (the softmax confidence's) takes, so that no attack could reach it. Classes without held-out
+    images keep tau_p."""
+    pred, score = arena.heldout
+    tau = arena.tau[p].to(score.dtype)
+    medians = torch.stack([score[pred == c].median() if bool((pred == c).any()) else tau[c]
+                           for c in range(len(tau))])
+    return torch.where(torch.isfinite(tau), tau - kappa * (tau - medians).clamp_min(0), tau)
+
+
 def cw_l2(cache, arena: Arena, *, eps: float, searches: int = 5, steps: int = 100, lr: float = 0.01,
-          c_init: float = 1.0, loss: str = "composite", kappa: float = 0.0) -> dict:
+          c_init: float = 1.0, loss: str = "composite", kappa: float = 0.0, rule: str = "adam") -> dict:
     """Carlini & Wagner's L2 attack adapted to the defence, aimed at each p of ``arena.attack_ps``: Adam
-    (learning rate ``lr``) on the perturbation of ||delta||_2^2 + c * max(loss, 0), with a binary search on c
+    (learning rate ``lr``; or L2-normalised steps of length ``lr`` with ``rule="steepest"``, see
+    :func:`advdetect.attacks.penalty_search`) on the perturbation of ||delta||_2^2 + c * max(loss, 0), with a binary search on c
     over ``searches`` rounds (start ``c_init``; times 10 while no round has succeeded), where success means
-    misclassified with a score at least ``kappa`` held-out standard deviations under tau_p (CW's confidence
-    margin: the smallest successful perturbation then lies below the threshold, not on it). Keeps per sample
-    the smallest such perturbation and counts it only within the L2 budget ``eps``; a sample without one keeps
-    the input (a failure). Cached. Returns ``{p: examples}`` (:func:`advdetect.evaluation.best_per_p`)."""
-    spread = float(arena.heldout[1].std()) if len(arena.heldout[1]) > 1 else 0.0
+    misclassified with a score under :func:`cw_target` (``kappa`` of the way from tau_p to the class's median
+    held-out score: CW's confidence margin, so that the smallest successful perturbation lies below the
+    threshold, not on it). Keeps per sample the smallest such perturbation and counts it only within the L2
+    budget ``eps``; a sample without one keeps the input (a failure). Cached. Returns ``{p: examples}``
+    (:func:`advdetect.evaluation.best_per_p`)."""
     runs = {}
     for p in arena.attack_ps:
         run = {"method": "cw", "eps": eps, "searches": searches, "steps": steps, "lr": lr, "c": c_init,
-               "loss": loss, "kappa": kappa, "p": p}
+               "loss": loss, "kappa": kappa, "margin": "towards the class median", "p": p,
+               **({"rule": rule} if rule != "adam" else {})}
 
         def compute(p=p):
             dev = arena.device
             x, y = arena.x.to(dev), arena.y.to(dev)
-            criterion = Criterion(arena.tau[p] - kappa * spread).to(dev)
+            criterion = Criterion(cw_target(arena, p, kappa)).to(dev)
             fn = penalised(arena.defence, loss, criterion, penalty_on="loss")
             best_x, best_l2 = attacks.penalty_search(fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init,
-                                                     penalty_on="loss", batch_size=500)
+                                                     penalty_on="loss", batch_size=500, rule=rule)
             keep = best_l2 <= eps + 1e-6
             return {"x_adv": torch.where(keep[:, None, None, None], best_x, x).cpu()}
 
@@ -236,11 +252,14 @@ def attack_specs(p: Mapping) -> list[dict]:
     :mod:`advdetect.profiles`). Each spec has a ``name`` (ARCLU's row label), the ``table`` it belongs to
     (2: white-box PGD, 4: other white-box methods, "mt": multi-targeted, 3: black-box, "sanity": unbounded
     budgets, "apgd": APGD's step rule on each defence's own losses, "aa": AutoAttack), optionally ``n`` (the
-    attack runs on the first n attacked points only: the black-box attacks, the APGD check and AutoAttack) and
+    attack runs on the first n attacked points only: CW, the multi-targeted attack, the unbounded budgets, the
+    black-box attacks, the APGD check and AutoAttack) and
     the keywords of :func:`run_spec`. The white-box attacks of Tables 2 and 4 run the losses ``LOSSES``
     (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
     composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
-    ``DEEP_STEPS`` steps. The unbounded sanity budgets take steepest steps of ``SANITY_STEP_SIZES``; the APGD
+    ``DEEP_STEPS`` steps. The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
+    ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
+    ``MT_STEPS`` steps per target; the APGD
     check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
     specs = []
     steps = p["STEPS"]
@@ -257,7 +276,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     cw_eps = p["CW_EPS"]
     specs.append({"name": f"CW {attack_name('l2', cw_eps)}", "table": 4, "method": "cw", "eps": cw_eps,
                   "searches": p["CW_SEARCHES"], "steps": p["CW_STEPS"], "lr": p["CW_LR"],
-                  "kappa": p.get("CW_KAPPA", 0.0), **({"n": p["CW_N"]} if "CW_N" in p else {})})
+                  "kappa": p.get("CW_KAPPA", 0.0), "rule": p.get("CW_RULE", "adam"), "c_init": p.get("CW_C", 1.0),
+                  **({"n": p["CW_N"]} if "CW_N" in p else {})})
     specs.append({"name": f"MIM Linf {p['MIM_EPS']:g}", "table": 4, "method": "mim", "norm": "linf",
                   "eps": p["MIM_EPS"], "steps": steps, "step_sizes": list(p["STEP_SIZES"]["linf"]), **wb})
     specs.append({"name": f"FGSM Linf {p['MIM_EPS']:g}", "table": 4, "method": "fgsm", "norm": "linf",
@@ -266,11 +286,12 @@ def attack_specs(p: Mapping) -> list[dict]:
         step = _step(p, norm, eps)
         specs.append({"name": f"Multi-targeted {attack_name(norm, eps)}", "table": "mt", "method": "multi-targeted",
                       "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": step["step_sizes"][0],
-                      "rule": step.get("rule", "steepest")})
+                      "rule": step.get("rule", "steepest"), **({"n": p["MT_N"]} if "MT_N" in p else {})})
     for norm, eps in p["SANITY_BUDGETS"]:
         step = {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
-                      "eps": eps, "targeted": False, "steps": steps, **step, **wb})
+                      "eps": eps, "targeted": False, "steps": p.get("SANITY_STEPS", steps), **step, **wb,
+                      **({"n": p["SANITY_N"]} if "SANITY_N" in p else {})})
     specs.append({"name": f"Transfer {attack_name('linf', p['BB_LINF'])}", "table": 3, "method": "transfer",
                   "norm": "linf", "eps": p["BB_LINF"]})
     for norm, eps in (("linf", p["BB_LINF"]), ("l2", p["BB_L2"])):
