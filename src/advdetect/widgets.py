@@ -66,9 +66,10 @@ def threshold_view(threshold: float, *, clean_scores, clean_pred, clean_y, adv_s
                      color="tab:green" if rejected or ap[i] == ay[i] else "tab:red")
         ax.axis("off")
     if len(imgs):
-        bottom.legend(handles=[Patch(color="tab:green", label="rejected, or accepted as its true class"),
-                               Patch(color="tab:red", label="accepted as a wrong class: the attack succeeds")],
-                      loc="lower center", ncol=2, fontsize=8, frameon=False)
+        # outside the images: constrained layout keeps room for a figure legend placed "outside"
+        fig.legend(handles=[Patch(color="tab:green", label="rejected, or accepted as its true class"),
+                            Patch(color="tab:red", label="accepted as a wrong class: the attack succeeds")],
+                   loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
