@@ -47,8 +47,11 @@ def test_threshold_view_marks_rejections_and_reports_the_operating_point():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0].startswith("T = 0.00: TPR")
     assert sum(t == "rejected" for t in titles) == int((_view()["adv_scores"][:16] < 0).sum())
-    legend = [t.get_text() for sub in fig.subfigs for lg in sub.legends for t in lg.get_texts()]
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
     assert any("attack succeeds" in t for t in legend)            # the red titles are explained on the figure
+    fig.canvas.draw()                                             # ... below the images, not over them
+    lowest_image = min(ax.get_window_extent().y0 for sub in fig.subfigs for ax in sub.axes if ax.images)
+    assert fig.legends[0].get_window_extent().y1 <= lowest_image + 1
 
 
 def test_threshold_explorer_is_a_slider_widget_interactively_and_static_views_headless(interactive, monkeypatch):
