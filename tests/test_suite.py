@@ -592,3 +592,19 @@ def test_checks_and_tables_compare_a_subset_attack_on_its_own_images():
     s.results[("D", "PGD Linf 1, U")]["success"] = torch.tensor([1, 0, 0, 0], dtype=torch.bool)
     chain = reports.sanity_checks(s)
     assert not chain[chain["check"].str.startswith("ASR-1 grows with linf")].iloc[0]["passed"]
+
+
+def test_strongest_lets_a_subset_attack_compete_only_on_its_images(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 12, seed=0)
+    specs = [{"name": "PGD Linf 0.1, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.1, "targeted": False,
+              "steps": 3, "step_sizes": [0.03]},
+             {"name": "Multi-targeted Linf 0.1", "table": "mt", "method": "multi-targeted", "norm": "linf",
+              "eps": 0.1, "steps": 3, "step_size": 0.03, "n": 5}]
+    res = suite.run_suite(ArtefactCache(tmp_path / "c"), {"Vanilla": trained}, x, y, xh[:400], specs,
+                          surrogate_x={}, ps=(1, 5), progress=False)
+    assert res.results[("Vanilla", "Multi-targeted Linf 0.1")]["n"] == 5
+    best = reports.strongest(res, "Vanilla", "linf", 0.1)
+    assert best.shape == x.shape
+    assert torch.equal(best[5:], res.results[("Vanilla", "PGD Linf 0.1, U")]["x_adv"][5:])
+    curves = reports.classification_curves(res, "linf", 0.1)
+    assert set(curves) == {"Vanilla"}

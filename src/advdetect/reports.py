@@ -622,9 +622,12 @@ def worst_rows(table: pd.DataFrame, paper_worst: Mapping | None = None, metric: 
 
 
 def strongest(suite: SuiteResult, defence: str, norm: str, eps: float, tables=(2, 4, "mt")) -> torch.Tensor:
-    """Per sample, the best adversarial example of all white-box attacks within (``norm``, ``eps``)."""
+    """Per sample, the best adversarial example of all white-box attacks within (``norm``, ``eps``); an attack
+    that ran on the first images only competes on those (the others keep their natural image there)."""
+    x = suite.arenas[defence].x
     runs = [suite.results[(defence, s["name"])]["x_adv"] for s in suite.specs
             if s["table"] in tables and threat(s) == (norm, float(eps))]
+    runs = [xa if len(xa) == len(x) else torch.cat([xa, x[len(xa):].to(xa.device)]) for xa in runs]
     return best_of(suite.arenas[defence], runs)
 
 
