@@ -463,10 +463,11 @@ def test_a_subset_arena_shares_the_thresholds_and_slices_the_points(trained, mni
 def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets():
     p = profiles.defaults("adaptive", "cpu")
     specs = {s["name"]: s for s in suite.attack_specs(p)}
-    t2 = specs["PGD Linf 0.4, U"]
-    assert t2["rule"] == "apgd" and t2["step_sizes"] == [pytest.approx(0.8)] and t2["losses"] == ["composite"]
+    t2 = specs["PGD L2 2.0, U"]
+    assert t2["rule"] == "apgd" and t2["step_sizes"] == [pytest.approx(4.0)] and t2["losses"] == ["composite"]
     assert t2["steps"] == p["STEPS"]
-    for deep in ("PGD Linf 0.3, U", "PGD Linf 0.3, T"):   # deep: both losses, DEEP_STEPS, every image
+    assert specs["PGD Linf 0.4, U"]["step_sizes"] == [pytest.approx(0.8)]
+    for deep in ("PGD Linf 0.3, U", "PGD Linf 0.3, T", "PGD Linf 0.4, U", "PGD Linf 0.4, T"):   # deep: both losses, DEEP_STEPS, every image
         s = specs[deep]
         assert s["rule"] == "apgd" and s["losses"] == ["paper", "composite"] and s["steps"] == p["DEEP_STEPS"] >= 100
         assert "n" not in s

@@ -212,7 +212,9 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         # the threat models where the suite goes deep (untargeted and targeted): every defence's paper objective
         # and the composite loss, DEEP_STEPS steps, on all N_TEST images - where the independent checks, the
         # papers' own attacks and ARCLU's headline figures are compared (the paper profile is deep everywhere)
-        "DEEP_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], []),
+        # (L-inf 0.4 too at cpu: at 10 steps its union fell below L-inf 0.3's on three defences, and 1,000 steps
+        # broke 0.93-0.99 of the robust classifiers' images where 10 steps broke about half)
+        "DEEP_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3], ["linf", 0.4]], []),
         "DEEP_STEPS": _by(10, 100, 1000),
         "DEEP_LOSSES": _same(["paper", "composite"]),
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
