@@ -209,8 +209,8 @@ def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: s
     tied = [k for k in order[1:] if k not in above]
     text = f"The lowest {what} is **{best}**'s, {ci(best)}. "
     if tied:
-        text += (f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it; "
-                 if len(tied) < len(order) - 1 else "Its interval overlaps every other's: no defence is ranked; ")
+        text += (f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it. "
+                 if len(tied) < len(order) - 1 else "Its interval overlaps every other's: none of them is ranked. ")
     if above:
         text += f"{', '.join(above)} lie clearly above it. "
     parts = []
