@@ -609,3 +609,20 @@ def test_strongest_lets_a_subset_attack_compete_only_on_its_images(trained, mnis
     assert torch.equal(best[5:], res.results[("Vanilla", "PGD Linf 0.1, U")]["x_adv"][5:])
     curves = reports.classification_curves(res, "linf", 0.1)
     assert set(curves) == {"Vanilla"}
+
+
+def test_sanity_checks_fail_where_a_papers_own_attack_beats_the_suite():
+    ok = {"PGD Linf 0.3, U": [1] * 5 + [0] * 5, "PGD Linf 0.4, U": [1] * 7 + [0] * 3,
+          "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10, "AutoAttack Linf 0.3": [1] * 5 + [0] * 5}
+    protocols = pd.DataFrame([
+        {"defence": "D", "paper's attack": "nearest wrong, sign 100 x 0.01", "images": 10, "its ASR-1": 0.6,
+         "all our L-inf 0.3 attacks": 0.5, "found only by it": 1, "eligible": 10},
+        {"defence": "D", "paper's attack": "nearest wrong, sign 100 x 0.01, targeted", "images": 10, "its ASR-1": 0.2,
+         "all our L-inf 0.3 attacks": 0.5, "found only by it": 0, "eligible": 10}]).set_index(
+        ["defence", "paper's attack"])
+    table = reports.sanity_checks(_fake_suite(ok, SPECS), protocols=protocols)
+    mine = table[table["check"].str.startswith("the paper's own attack")]
+    assert list(mine["passed"]) == [False, True]
+    assert mine.iloc[0]["value"] == "0.60 vs 0.50 (1 of 10 found only by it)"
+    assert {reports.check_family(c) for c in mine["check"]} == {"AutoAttack, APGD, the papers' attacks add <= 2 points"}
+    assert len(reports.sanity_checks(_fake_suite(ok, SPECS))) == len(table) - 2      # no table, no such check

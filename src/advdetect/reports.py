@@ -686,8 +686,8 @@ def interval_bounds(text: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unbounded_min: float = 0.9,
-                  aa_margin: float = 0.02):
+def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, protocols: pd.DataFrame | None = None,
+                  unbounded_min: float = 0.9, aa_margin: float = 0.02):
     """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value,
     passed): unbounded budgets (every ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall
     as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); the
@@ -695,7 +695,8 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unb
     last doubling of its steps adds at most ``aa_margin``); black-box ASR-1 does not exceed white-box ASR-1 on
     the same points; AutoAttack breaks at most a share ``aa_margin`` of the eligible images that the whole
     white-box suite at its budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step
-    rule on each defence's own losses); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
+    rule on each defence's own losses), and so does each paper's own attack on its defence (``protocols``: the table
+    of :func:`protocol_comparison`); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
     attack (best of all targets) is no weaker than untargeted PGD of its budget."""
     rows = []
 
@@ -750,6 +751,13 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, unb
                 add(d, f"{s['name']} adds <= {aa_margin:g} to the suite",
                     f"{va:.2f} vs {vo:.2f} ({only} of {c['eligible']} found only by it)",
                     only / max(c["eligible"], 1) <= aa_margin)
+        if protocols is not None and d in protocols.index.get_level_values(0):
+            ours = next(c for c in protocols.columns if c.startswith("all our"))
+            for label, row in protocols.loc[d].iterrows():
+                only, k = int(row["found only by it"]), int(row["eligible"])
+                add(d, f"the paper's own attack ({label}) adds <= {aa_margin:g} to the suite",
+                    f"{row['its ASR-1']:.2f} vs {row[ours]:.2f} ({only} of {k} found only by it)",
+                    only / max(k, 1) <= aa_margin)
         names = {s["name"] for s in suite.specs}
         # CW, and the best of all targets, are no weaker than untargeted PGD of the same budget
         for s in (s for s in suite.specs if s["method"] == "cw" or s["table"] == "mt"):
@@ -768,7 +776,7 @@ CHECK_FAMILIES = (   # (pattern of a check of sanity_checks, the family it belon
     (r"grows with", "ASR grows with eps"),
     (r"converged", "converged"),
     (r"<= white-box", "black-box <= white-box"),
-    (r"adds <=", "AutoAttack and APGD add <= 2 points"),
+    (r"adds <=", "AutoAttack, APGD, the papers' attacks add <= 2 points"),
     (r"^CW .* >= ", "CW >= PGD"),
     (r"^Multi-targeted .* >= ", "multi-targeted >= PGD"),
 )
@@ -917,7 +925,8 @@ def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: fl
     """Each paper's own attack on its defence (``paper_protocol`` of the defence) beside our strongest
     white-box attacks at the same L-inf budget (their per-sample union), on the same images (the first ``n``
     attacked points) and thresholds: ASR-1 with its Wilson 95% interval, so that a gap to the paper can be
-    told from a stronger evaluation."""
+    told from a stronger evaluation, and the eligible images the paper's attack broke that none of ours did
+    (``found only by it``, of ``eligible``)."""
     rows = []
     for d in suite_result.defences:
         full = suite_result.arenas[d]
@@ -932,7 +941,8 @@ def protocol_comparison(cache, suite_result: SuiteResult, *, steps: int, eps: fl
         olo, ohi = proportion_ci(int(union[elig].sum()), k) if k and len(union) else (np.nan, np.nan)
         for label, r in paper_protocol(cache, arena, eps=eps, steps=steps).items():
             lo, hi = proportion_ci(*r["counts"][arena.ps[0]])
+            only = int((r["success"].bool() & ~union[:m].bool() & elig).sum()) if len(union) else 0
             rows.append({"defence": d, "paper's attack": label, "images": m, "its ASR-1": r[f"ASR-{arena.ps[0]:g}"],
                          "95% CI": f"{lo:.2f}-{hi:.2f}", f"all our L-inf {eps:g} attacks": ours,
-                         "ours 95% CI": f"{olo:.2f}-{ohi:.2f}"})
+                         "ours 95% CI": f"{olo:.2f}-{ohi:.2f}", "found only by it": only, "eligible": k})
     return pd.DataFrame(rows).set_index(["defence", "paper's attack"])
