@@ -72,8 +72,10 @@ def test_threshold_explorer_is_a_slider_widget_interactively_and_static_views_he
 def test_asr_view_reads_the_curve_at_the_chosen_rate_and_the_explorer_is_a_slider():
     curves = {"model": (np.array([0.001, 0.01, 0.1]), np.array([0.9, 0.5, 0.1]))}
     fig = widgets.asr_view(0.01, curves, {"model": 0.97})
-    label = fig.axes[0].get_legend().get_texts()[0].get_text()
+    label = fig.legends[0].get_texts()[0].get_text()
     assert label == "model: ASR 0.500, EROC 0.970"
+    fig.canvas.draw()                                     # the legend sits beside the axes, not over the curves
+    assert fig.legends[0].get_window_extent().x0 >= fig.axes[0].get_window_extent().x1 - 1
     w = widgets._asr_widget(curves, {"model": 0.97}, 0.01)
     assert w.children[0].description == "FPR"
 

@@ -103,7 +103,7 @@ def asr_view(fpr: float, curves: dict, erocs: dict, title: str = ""):
     """ARCLU's operating point: ASR against the false-positive rate of the per-class thresholds, one curve per
     (model, attack) in ``curves`` (``name -> (fprs, asrs)``), with the ASR at ``fpr`` marked and listed beside
     each model's EROC (which does not depend on the threshold)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 4.2), layout="constrained")
     lines = []
     for name, (fprs, asrs) in curves.items():
         fprs, asrs = np.asarray(fprs), np.asarray(asrs)
@@ -114,7 +114,7 @@ def asr_view(fpr: float, curves: dict, erocs: dict, title: str = ""):
     ax.axvline(100 * fpr, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", xlabel="false positives on held-out benign data (%)", ylabel="attack success ratio",
            ylim=(-0.02, 1.02), title=title or f"false-positive rate {100 * fpr:.3g}%")
-    ax.legend(fontsize=8, loc="upper right")
+    fig.legend(fontsize=7, loc="outside right center", frameon=False)   # beside the axes, never over a curve
     return fig
 
 
