@@ -516,6 +516,9 @@ def test_ranking_phrase_ranks_only_outside_the_intervals():
     assert "lowest worst-case ASR-1 is **A**" in text and "overlaps those of B" in text
     assert "C lie clearly above" in text
     assert "A 0.05" in text and "cannot be ranked" in text and "is clearly lower than C" in text
+    assert text.startswith("The lowest")
+    among = reports.ranking_phrase({"A": (0.05, 500), "B": (0.07, 500)}, among="Of the defences that passed (A, B)")
+    assert among.startswith("Of the defences that passed (A, B), the lowest worst-case ASR-1 is **A**'s")
     assert reports.glue_name("GAT integrated") == "gat_integrated" and reports.glue_name("L-Ben") == "l_ben"
 
 

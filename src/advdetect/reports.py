@@ -194,10 +194,12 @@ def glue_name(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1") -> str:
+def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1",
+                   among: str | None = None) -> str:
     """The head-to-head prose, ranking only outside the Wilson 95% intervals: which defence has the lowest
     ``what`` (``shares``: name -> (share, n)), which defences lie clearly above it and which overlap it, then
-    each pair of ``pairs`` (present in ``shares``) as clearly lower, clearly higher or tied."""
+    each pair of ``pairs`` (present in ``shares``) as clearly lower, clearly higher or tied. ``among`` names the
+    set ranked at the start of the first sentence ("Of the defences that ..., the lowest ...")."""
     order = sorted(shares, key=lambda k: shares[k][0])
     best = order[0]
 
@@ -207,7 +209,7 @@ def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: s
 
     above = [k for k in order[1:] if clearly_above(shares[k], shares[best])]
     tied = [k for k in order[1:] if k not in above]
-    text = f"The lowest {what} is **{best}**'s, {ci(best)}. "
+    text = (f"{among}, the" if among else "The") + f" lowest {what} is **{best}**'s, {ci(best)}. "
     if tied:
         text += (f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it. "
                  if len(tied) < len(order) - 1 else "Its interval overlaps every other's: none of them is ranked. ")
@@ -650,6 +652,14 @@ def _eligible(suite: SuiteResult, defence: str) -> torch.Tensor:
     return suite.arenas[defence].eligible()
 
 
+def _share(success: torch.Tensor, eligible: torch.Tensor, m: int | None = None) -> float:
+    """ASR on the first ``m`` points (default all): the share of the eligible ones among them that ``success``
+    marks (NaN without an eligible point)."""
+    m = len(eligible) if m is None else m
+    e = eligible[:m]
+    return float(success[:m][e].float().mean()) if int(e.sum()) else float("nan")
+
+
 def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapping | None = None):
     """The head-to-head summary: per defence, its clean accuracy, its worst-case ASR-1 over the attacks run on
     every attacked image (the attack that reached it, with a Wilson 95% interval), the per-sample union of all
@@ -708,8 +718,7 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
         n = max(int(elig.sum()), 1)
 
         def asr(mask, m=None):
-            e = elig if m is None else elig[:m]
-            return float(mask[e].float().mean()) if int(e.sum()) else float("nan")
+            return _share(mask, elig, m)
 
         for s in suite.specs:
             if s["table"] == "sanity":
@@ -874,14 +883,11 @@ def multi_targeted_comparison(suite: SuiteResult):
             budget = attack_name(*threat(s))
             r = suite.results[(d, s["name"])]
             m = r["n"]
-            e = elig[:m]
-
-            def on_these(name):
-                return float(suite.results[(d, name)]["success"][:m][e].float().mean()) if int(e.sum()) else np.nan
-
             lo, hi = proportion_ci(*r["counts"][suite.arenas[d].ps[0]])
-            rows.append({"defence": d, "budget": budget, "images": m, "PGD targeted": on_these(f"PGD {budget}, T"),
-                         "PGD untargeted": on_these(f"PGD {budget}, U"), "multi-targeted": r["ASR-1"],
+            rows.append({"defence": d, "budget": budget, "images": m,
+                         "PGD targeted": _share(suite.results[(d, f"PGD {budget}, T")]["success"], elig, m),
+                         "PGD untargeted": _share(suite.results[(d, f"PGD {budget}, U")]["success"], elig, m),
+                         "multi-targeted": r["ASR-1"],
                          "95% CI": f"{lo:.2f}-{hi:.2f}"})
     return pd.DataFrame(rows).set_index(["defence", "budget"])
 
