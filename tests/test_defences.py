@@ -37,12 +37,26 @@ def test_gat_integrated_and_generative_scores_by_hand():
 
     class Bank(_Fixed):
         k = 3
+        full_calls = 0
+
+        def forward(self, x):
+            Bank.full_calls += 1
+            return super().forward(x)
+
+        def selected(self, x, which):
+            return super().forward(x).gather(1, which[:, None])[:, 0]
 
     bank = Bank([[-1.0, 4.0, 0.5], [0.2, 0.1, -2.0]])    # generative predicts 1, then 0
     integ = defences.GatIntegrated(f, bank)
     z, s = integ(_inputs(2))
     assert z.argmax(1).tolist() == [0, 2]
     assert torch.allclose(s, torch.tensor([1.0, 2.0]))   # minus detector 0's logit, minus detector 2's
+    o = integ.outputs(_inputs(2))
+    assert Bank.full_calls == 0                          # the score consults the predicted class's detector only
+    assert o.detector_logit(torch.tensor([1, 2])).tolist() == [4.0, -2.0] and Bank.full_calls == 0
+    assert torch.equal(o.detector_logits(), bank(_inputs(2))) and Bank.full_calls == 2
+    o.detector_logits()
+    assert Bank.full_calls == 2                          # computed once, on demand
     gen = defences.GatGenerative(bank)
     z, s = gen(_inputs(2))
     assert z.argmax(1).tolist() == [1, 0]

@@ -55,3 +55,36 @@ def test_other_architectures_go_through_vmap_and_agree_too():
     x = torch.rand(4, 3)
     assert torch.allclose(bank(x), torch.cat([m(x) for m in models], 1), atol=1e-6)
     assert torch.allclose(bank.each(torch.stack([x] * 3))[1], models[1](x)[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+def test_selected_is_the_chosen_detector_per_input_with_its_gradient(kind):
+    from advdetect.models import MLP
+
+    torch.manual_seed(0)
+    models = _models(4) if kind == "cnn" else [MLP(3, (5,), 1) for _ in range(4)]
+    bank = DetectorBank(models)
+    assert bank._grouped == (kind == "cnn")
+    x = torch.rand(9, 1, 28, 28) if kind == "cnn" else torch.rand(9, 3)
+    which = torch.tensor([3, 0, 0, 2, 3, 3, 0, 2, 2])   # detector 1 asked for by no input
+    xa = x.clone().requires_grad_(True)
+    got = bank.selected(xa, which)
+    xb = x.clone().requires_grad_(True)
+    full = bank(xb)
+    want = full.gather(1, which[:, None])[:, 0]
+    assert got.shape == (9,)
+    assert torch.allclose(got, want, atol=1e-5)
+    (ga,), (gb,) = torch.autograd.grad(got.sum(), xa), torch.autograd.grad(want.sum(), xb)
+    assert torch.allclose(ga, gb, atol=1e-5)
+    assert bank.selected(x[:0], which[:0]).shape == (0,)
+
+
+def test_selected_rejects_a_wrong_number_or_range_of_indices():
+    bank = DetectorBank(_models(2))
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(ValueError, match="one detector index per input"):
+        bank.selected(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        bank.selected(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        bank.selected(torch.rand(3, 1, 27, 27), torch.tensor([0, 1, 1]))

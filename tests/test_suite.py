@@ -88,6 +88,35 @@ def test_multi_targeted_succeeds_and_beats_each_single_target(trained, mnist_sma
     assert arena.evaluate(x_mt)["ASR-1"] > 0.5
 
 
+def test_multi_targeted_with_the_paper_objective_too_is_at_least_as_strong(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist_small, n=20)
+    kw = dict(norm="linf", eps=0.1, steps=5, step_size=0.02)
+    alone = arena.evaluate(suite.multi_targeted(cache, arena, **kw)[1])["success"]
+    both = arena.evaluate(suite.multi_targeted(cache, arena, losses=["composite", "paper"], **kw)[1])["success"]
+    assert bool((both >= alone).all())
+    paper_only = suite.multi_targeted(cache, arena, losses=["paper"], **kw)[1]
+    direct = suite.pgd_run(cache, arena, loss=trained.paper_objective, targeted=True, random_start=True,
+                           target_offset=1, **kw)["x_adv"]   # the paper objective's run at offset 1 is one candidate
+    assert int(arena.evaluate(paper_only)["success"].sum()) >= int(arena.evaluate(direct)["success"].sum())
+
+
+def test_fixed_step_adds_the_paper_objective_from_the_clean_input(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist_small, n=20)
+    kw = dict(method="pgd", norm="linf", eps=0.1, steps=5, step_sizes=[0.2], rule="apgd")
+    plain = suite.white_box(cache, arena, **kw)
+    with_fixed = suite.white_box(cache, arena, fixed_step=0.01, **kw)
+    fixed = suite.pgd_run(cache, arena, loss=trained.paper_objective, norm="linf", eps=0.1, steps=5, step_size=0.01,
+                          targeted=False, rule="steepest", p=5)["x_adv"]
+    got = arena.evaluate(with_fixed)["success"]
+    assert bool((got >= arena.evaluate(plain)["success"]).all())
+    assert bool((got >= arena.evaluate(fixed)["success"]).all())
+    assert bool((attacks.norms(with_fixed[1] - arena.x, "linf") <= 0.1 + 1e-6).all())
+    with pytest.raises(ValueError, match="second step rule for PGD"):
+        suite.white_box(cache, arena, method="mim", norm="linf", eps=0.1, steps=2, step_sizes=[0.05], fixed_step=0.01)
+
+
 def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
     arena = _arena(trained, mnist_small, n=20)
@@ -470,7 +499,8 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     for deep in ("PGD Linf 0.3, U", "PGD Linf 0.3, T", "PGD Linf 0.4, U", "PGD Linf 0.4, T"):   # deep: both losses, DEEP_STEPS, every image
         s = specs[deep]
         assert s["rule"] == "apgd" and s["losses"] == ["paper", "composite"] and s["steps"] == p["DEEP_STEPS"] >= 100
-        assert "n" not in s
+        assert "n" not in s and s["fixed_step"] == pytest.approx(s["eps"] / 30)   # 0.01 at L-inf 0.3
+    assert "fixed_step" not in specs["PGD L2 2.0, U"]
     assert "rule" not in specs["PGD L1 15, U"]                            # L1 and L0 keep steepest descent
     assert "rule" not in specs["PGD Linf 1, U"] and specs["PGD L2 6.0, U"]["step_sizes"] == p["SANITY_STEP_SIZES"]["l2"]
     assert specs["NES Linf 0.3"]["n"] == p["N_BLACKBOX"] and specs["AutoAttack Linf 0.3"]["n"] == p["AA_N"]
@@ -479,6 +509,7 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     # the multi-targeted attack and the unbounded budgets go as deep as the deep rows, on the subset
     mt = specs["Multi-targeted Linf 0.3"]
     assert mt["steps"] == p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
+    assert mt["losses"] == ["composite", "paper"] and specs["AutoAttack Linf 0.3"]["n"] >= 100
     for name in ("PGD Linf 1, U", "PGD L2 6.0, U"):
         assert specs[name]["steps"] == p["SANITY_STEPS"] >= p["DEEP_STEPS"] and specs[name]["n"] == p["SANITY_N"]
     assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100

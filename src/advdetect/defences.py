@@ -37,6 +37,7 @@ detector logits), from one forward pass. Thresholds, acceptance and success are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,11 +50,30 @@ from .runtime import device_of
 @dataclass
 class Outputs:
     """A defence's outputs on a batch: ``logits`` (B, K), the detection ``score`` (B,) and, for GAT's defences,
-    the K ``detectors``' logits (B, K)."""
+    the K ``detectors``' logits (B, K) - or a function that computes them, where most losses need none of them
+    (GAT's integrated classifier consults one detector per input), and then ``select``, a function giving
+    detector ``which[i]``'s logit on input i alone. Read them with :meth:`detector_logits` and
+    :meth:`detector_logit`."""
 
     logits: torch.Tensor
     score: torch.Tensor
-    detectors: torch.Tensor | None = None
+    detectors: torch.Tensor | Callable[[], torch.Tensor] | None = None
+    select: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def detector_logits(self) -> torch.Tensor | None:
+        """The detectors' logits (B, K), computed on the first call where they were deferred; None for a defence
+        without detectors."""
+        if callable(self.detectors):
+            self.detectors = self.detectors()
+        return self.detectors
+
+    def detector_logit(self, which: torch.Tensor) -> torch.Tensor | None:
+        """Detector ``which[i]``'s logit on input i (B,), without computing the other detectors where they were
+        deferred; None for a defence without detectors."""
+        if self.select is not None and callable(self.detectors):
+            return self.select(which)
+        h = self.detector_logits()
+        return None if h is None else h.gather(1, which[:, None]).squeeze(1)
 
 
 class Defence(nn.Module):
@@ -147,8 +167,12 @@ class GatIntegrated(Defence):
 
     def outputs(self, x):
         z = self.classifier(x)
-        h = self.bank(x)
-        return Outputs(z, -h.gather(1, z.argmax(1, keepdim=True)).squeeze(1), h)
+        pred = z.argmax(1, keepdim=True)
+        if hasattr(self.bank, "selected"):   # a DetectorBank: the predicted class's detector only, all K on demand
+            return Outputs(z, -self.bank.selected(x, pred.squeeze(1)), lambda: self.bank(x),
+                           lambda which: self.bank.selected(x, which))
+        h = self.bank(x)                     # any module with K logits
+        return Outputs(z, -h.gather(1, pred).squeeze(1), h)
 
 
 class GatGenerative(Defence):

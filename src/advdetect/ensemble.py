@@ -1,13 +1,16 @@
 """K networks of one architecture run as ONE batched model (GAT's per-class detectors).
 
 :class:`DetectorBank` stacks the parameters of ``k`` copies of a module (``torch.func.stack_module_state``) and
-evaluates them with ``torch.func.functional_call`` under ``torch.func.vmap``: one forward and one backward pass
-serve all detectors, with no Python loop over them. Two ways to call it:
+evaluates them with ``torch.func.functional_call`` under ``torch.func.vmap`` (the MNIST networks by hand, see
+:attr:`DetectorBank._grouped`). Three ways to call it:
 
 * ``bank(x)`` - every detector on the same inputs ``x`` of shape ``(B, ...)``: logits ``(B, K)``, column k being
   detector k's logit (the generative classifier's input, GAT Section 3.2);
 * ``bank.each(x)`` - detector k on its own inputs ``x[k]``, ``x`` of shape ``(K, B, ...)``: logits ``(K, B)``
-  (GAT training, where every detector has its own positives and negatives).
+  (GAT training, where every detector has its own positives and negatives: one forward and one backward pass
+  serve all detectors);
+* ``bank.selected(x, which)`` - detector ``which[i]`` on ``x[i]`` only: logits ``(B,)`` (the integrated
+  classifier, which consults the predicted class's detector; a tenth of ``bank(x)``'s work).
 
 Parameters are ordinary ``nn.Parameter`` tensors with a leading dimension K, so any optimiser trains all
 detectors at once, and :meth:`DetectorBank.detector` returns detector k as a standalone module (for tests and
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .models import SmallCNN
+from .models import SmallCNN, check_image
 
 
 def _key(name: str) -> str:
@@ -60,11 +63,47 @@ class DetectorBank(nn.Module):
         return out.reshape(out.shape[0], -1)[:, 0]  # a detector has one logit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every detector on the same inputs: ``(B, ...) -> (B, K)``."""
+        """Logits of every detector on the same inputs: ``(B, ...) -> (B, K)``. The two-convolution MNIST
+        networks run one detector after another here: on the same inputs a CPU computes K ordinary
+        convolutions faster than one grouped convolution over K copies of the batch (an attack's forward and
+        input gradient at batch 500, 2 cores: 1.3-1.4x at widths 0.5 and 1, equal at 0.25)."""
         if self._grouped:
-            return self._grouped_each(x.unsqueeze(0).expand(self.k, *x.shape)).transpose(0, 1)
+            return torch.stack([self._small_one(j, x) for j in range(self.k)], 1)
         out = vmap(self._one, in_dims=(0, 0, None))(self._stacked_params(), self._stacked_buffers(), x)
         return out.transpose(0, 1)
+
+    def selected(self, x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Detector ``which[i]``'s logit on ``x[i]``: ``(B, ...), (B,) -> (B,)``. Each detector runs on the
+        inputs that ask for it only, so this costs about one detector's forward pass per input instead of K
+        (GAT's integrated classifier needs the detector of the predicted class only)."""
+        which = torch.as_tensor(which, device=x.device).long()
+        if which.shape != x.shape[:1]:
+            raise ValueError(f"selected() needs one detector index per input: got {tuple(which.shape)} for a batch "
+                             f"of {x.shape[0]}")
+        if len(which) and (int(which.min()) < 0 or int(which.max()) >= self.k):
+            raise ValueError(f"detector indices must lie in [0, {self.k}), got {which.min()}..{which.max()}")
+        order, parts = [], []
+        for j in which.unique().tolist():
+            idx = (which == j).nonzero().squeeze(1)
+            order.append(idx)
+            parts.append(self._small_one(j, x[idx]) if self._grouped else
+                         self._one({n: v[j] for n, v in self._stacked_params().items()},
+                                   {n: v[j] for n, v in self._stacked_buffers().items()}, x[idx]))
+        if not parts:
+            return x.new_zeros(0)
+        values, idx = torch.cat(parts), torch.cat(order)
+        return values.new_empty(len(which)).scatter(0, idx, values)
+
+    def _small_one(self, j: int, x: torch.Tensor) -> torch.Tensor:
+        """Detector ``j`` of a :class:`~advdetect.models.SmallCNN` bank on ``x``: ``(B, C, H, W) -> (B,)``."""
+        p, b, t = self.stacked, self._stacked_buffers(), self._template
+        check_image(x, t.in_channels, t.image_size, f"{type(t).__name__} detector")
+        h = (x - b["normalize.mean"][j]) / b["normalize.std"][j]
+        for name in ("conv1", "conv2"):
+            w = p[f"{name}__weight"][j]
+            h = F.max_pool2d(F.relu(F.conv2d(h, w, p[f"{name}__bias"][j], padding=w.shape[-1] // 2)), 2)
+        h = F.relu(F.linear(h.flatten(1), p["fc1__weight"][j], p["fc1__bias"][j]))
+        return F.linear(h, p["fc2__weight"][j], p["fc2__bias"][j])[:, 0]
 
     def each(self, x: torch.Tensor) -> torch.Tensor:
         """Detector k on inputs ``x[k]``: ``(K, B, ...) -> (K, B)``."""
@@ -76,9 +115,10 @@ class DetectorBank(nn.Module):
 
     @property
     def _grouped(self) -> bool:
-        """The two-convolution MNIST networks (:class:`~advdetect.models.SmallCNN`) run as grouped convolutions
-        and batched matrix products, which a CPU executes several times faster than vmap's batching of small
-        convolutions; every other architecture goes through ``torch.func.vmap``."""
+        """The two-convolution MNIST networks (:class:`~advdetect.models.SmallCNN`) run by hand: their training
+        (:meth:`each`) as grouped convolutions and batched matrix products, which a CPU executes several times
+        faster than vmap's batching of small convolutions; every other architecture goes through
+        ``torch.func.vmap``."""
         return isinstance(self._template, SmallCNN) and self._template.num_outputs == 1
 
     def _grouped_each(self, x: torch.Tensor) -> torch.Tensor:

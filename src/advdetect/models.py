@@ -33,7 +33,7 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def _check_image(x: torch.Tensor, channels: int, size: int, who: str) -> None:
+def check_image(x: torch.Tensor, channels: int, size: int, who: str) -> None:
     if x.ndim != 4 or x.shape[1] != channels or x.shape[2] != size or x.shape[3] != size:
         raise ValueError(f"{who} expects images of shape (N, {channels}, {size}, {size}), got {tuple(x.shape)}")
 
@@ -55,7 +55,7 @@ class SmallCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate representation (after FC + ReLU)."""
-        _check_image(x, self.in_channels, self.image_size, type(self).__name__)
+        check_image(x, self.in_channels, self.image_size, type(self).__name__)
         h = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
         return F.relu(self.fc1(h.flatten(1)))
@@ -109,7 +109,7 @@ class GaussianMixtureVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's mean and log-variance."""
-        _check_image(x, self.in_channels, self.image_size, type(self).__name__)
+        check_image(x, self.in_channels, self.image_size, type(self).__name__)
         h = self.enc(x)
         return self.mu(h), self.logvar(h).clamp(-10.0, 10.0)
 
@@ -186,7 +186,7 @@ class WideResNet(nn.Module):
         self.num_outputs = num_outputs
 
     def features(self, x):
-        _check_image(x, 3, 32, "WideResNet")
+        check_image(x, 3, 32, "WideResNet")
         h = self.blocks(self.conv(self.normalize(x)))
         return F.adaptive_avg_pool2d(F.relu(self.bn(h)), 1).flatten(1)
 
@@ -227,7 +227,7 @@ class ResNet(nn.Module):
         self.num_outputs = num_outputs
 
     def features(self, x):
-        _check_image(x, 3, 32, "ResNet")
+        check_image(x, 3, 32, "ResNet")
         return F.adaptive_avg_pool2d(self.layers(self.stem(self.normalize(x))), 1).flatten(1)
 
     def forward(self, x):

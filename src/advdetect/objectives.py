@@ -118,10 +118,22 @@ def pick(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, t[:, None]).squeeze(1)
 
 
+_NO_DETECTORS = "this loss needs the detectors' logits: use it on a GAT defence"
+
+
 def _detectors(o) -> torch.Tensor:
-    if o.detectors is None:
-        raise ValueError("this loss needs the detectors' logits: use it on a GAT defence")
-    return o.detectors
+    h = o.detector_logits()
+    if h is None:
+        raise ValueError(_NO_DETECTORS)
+    return h
+
+
+def _detector(o, t) -> torch.Tensor:
+    """h_t per row: the target's detector only, where the defence can compute it alone."""
+    h = o.detector_logit(t)
+    if h is None:
+        raise ValueError(_NO_DETECTORS)
+    return h
 
 
 def _composite(o, y, c):
@@ -141,7 +153,7 @@ def _gat_combined(o, y, c):
 
 def _gat_combined_targeted(o, t, c):
     m = -margin(o.logits, t)
-    return torch.where(m > 0, m, -pick(_detectors(o), t))
+    return torch.where(m > 0, m, -_detector(o, t))
 
 
 def _gat_surrogate(o, y, c):
@@ -162,7 +174,7 @@ LOSSES: dict[str, tuple[Callable, Callable]] = {
     "nearest wrong": (lambda o, y, c: nearest_wrong(o.logits, y), lambda o, t, c: -pick(o.logits, t)),
     "composite": (_composite, _composite_targeted),
     "sum": (lambda o, y, c: margin(o.logits, y) + o.score, lambda o, t, c: -margin(o.logits, t) + o.score),
-    "gat detectors": (lambda o, y, c: nearest_wrong(_detectors(o), y), lambda o, t, c: -pick(_detectors(o), t)),
+    "gat detectors": (lambda o, y, c: nearest_wrong(_detectors(o), y), lambda o, t, c: -_detector(o, t)),
     "gat combined": (_gat_combined, _gat_combined_targeted),
     "gat surrogate": (_gat_surrogate, _no_targeted_form),
 }

@@ -94,32 +94,48 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
     return _cached(cache, arena, run, compute)
 
 
+def _resolve(arena: Arena, losses) -> list[str]:
+    """``losses`` with ``"paper"`` replaced by the arena's defence's paper objective, without repeats."""
+    return list(dict.fromkeys(arena.defence.paper_objective if loss == "paper" else loss for loss in losses))
+
+
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
-              step_sizes=(0.01,), losses=None, **kwargs) -> dict:
+              step_sizes=(0.01,), losses=None, fixed_step: float | None = None, **kwargs) -> dict:
     """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
     every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`; ``"paper"`` stands for the
     defence's paper objective) and step size (FGSM has one
-    step of size eps) on the thresholds of p; per p of the arena the per-sample best over all runs
-    (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
-    losses = losses_for(arena.defence) if losses is None else list(dict.fromkeys(
-        arena.defence.paper_objective if loss == "paper" else loss for loss in losses))
+    step of size eps) on the thresholds of p, and with ``fixed_step`` one more run of the paper objective:
+    steepest steps of that size from the clean input (the fixed small steps of most papers' PGD; an adaptive
+    rule's first step of 2 eps, or a random start, can carry an input into a region it does not leave, as
+    on ARCLU, whose training sends perturbed inputs to its adversarial cluster); per p of the arena the
+    per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
+    losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
     runs = {}
     for p in arena.attack_ps:
         runs[p] = [pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps, steps=steps, step_size=a,
                            targeted=targeted, p=p, **kwargs)["x_adv"]
                    for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
+        if fixed_step is not None:
+            if method != "pgd":
+                raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
+            plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
+            runs[p].append(pgd_run(cache, arena, method="pgd", loss=arena.defence.paper_objective, norm=norm, eps=eps,
+                                   steps=steps, step_size=fixed_step, targeted=targeted, p=p, rule="steepest",
+                                   random_start=False, **plain)["x_adv"])
     return best_per_p(arena, runs)
 
 
 def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, step_size: float,
-                   random_start: bool = True, rule: str = "steepest") -> dict:
+                   random_start: bool = True, rule: str = "steepest", losses=("composite",)) -> dict:
     """Tramer et al. 2020's multi-targeted attack on any defence: for each of the K-1 other classes t, first
-    make the defence predict t, then lower the score below tau_t (the targeted composite loss); per sample the
-    best over targets, aimed at each p of ``arena.attack_ps``. Each target's run is a cached :func:`pgd_run`.
-    Returns ``{p: examples}``."""
-    runs = {p: [pgd_run(cache, arena, loss="composite", norm=norm, eps=eps, steps=steps, step_size=step_size,
+    make the defence predict t, then lower the score below tau_t (the targeted composite loss; ``losses`` may
+    add others, ``"paper"`` standing for the defence's paper objective in its targeted form); per sample the
+    best over targets and losses, aimed at each p of ``arena.attack_ps``. Each target's run is a cached
+    :func:`pgd_run`. Returns ``{p: examples}``."""
+    runs = {p: [pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
                         targeted=True, random_start=random_start, target_offset=r, p=p, rule=rule)["x_adv"]
-                for r in range(1, arena.defence.num_classes)] for p in arena.attack_ps}
+                for loss in _resolve(arena, losses) for r in range(1, arena.defence.num_classes)]
+            for p in arena.attack_ps}
     return best_per_p(arena, runs)
 
 
@@ -257,9 +273,10 @@ def attack_specs(p: Mapping) -> list[dict]:
     the keywords of :func:`run_spec`. The white-box attacks of Tables 2 and 4 run the losses ``LOSSES``
     (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
     composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
-    ``DEEP_STEPS`` steps. The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
+    ``DEEP_STEPS`` steps, and where their rule is APGD's, also the paper objective under fixed steepest steps of
+    ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``). The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
-    ``MT_STEPS`` steps per target; the APGD
+    ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
     check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
     specs = []
     steps = p["STEPS"]
@@ -268,11 +285,13 @@ def attack_specs(p: Mapping) -> list[dict]:
     deep = {(n, float(e)) for n, e in p.get("DEEP_BUDGETS", [])}
     for norm, eps in p["BUDGETS"]:
         for targeted in (True, False):
+            step = _step(p, norm, eps)
             depth = ({"steps": p["DEEP_STEPS"], "losses": list(p["DEEP_LOSSES"])} if (norm, float(eps)) in deep
                      else {"steps": steps, **wb})
+            if (norm, float(eps)) in deep and step.get("rule") == "apgd" and p.get("DEEP_FIXED_STEP"):
+                depth["fixed_step"] = p["DEEP_FIXED_STEP"] * eps
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
-                          "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **_step(p, norm, eps),
-                          **depth})
+                          "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **step, **depth})
     cw_eps = p["CW_EPS"]
     specs.append({"name": f"CW {attack_name('l2', cw_eps)}", "table": 4, "method": "cw", "eps": cw_eps,
                   "searches": p["CW_SEARCHES"], "steps": p["CW_STEPS"], "lr": p["CW_LR"],
@@ -286,7 +305,8 @@ def attack_specs(p: Mapping) -> list[dict]:
         step = _step(p, norm, eps)
         specs.append({"name": f"Multi-targeted {attack_name(norm, eps)}", "table": "mt", "method": "multi-targeted",
                       "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": step["step_sizes"][0],
-                      "rule": step.get("rule", "steepest"), **({"n": p["MT_N"]} if "MT_N" in p else {})})
+                      "rule": step.get("rule", "steepest"), **({"n": p["MT_N"]} if "MT_N" in p else {}),
+                      **({"losses": list(p["MT_LOSSES"])} if "MT_LOSSES" in p else {})})
     for norm, eps in p["SANITY_BUDGETS"]:
         step = {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
