@@ -1,8 +1,9 @@
 """The batched K-detector model against a Python loop over K separate models, measured in one run.
 
 Prints, for the Madry MNIST CNN with one logit: a training step (every detector on its own batch, one Adam
-step), inference of all K detectors on one batch, and the generative classifier (the bank) against the softmax
-classifier with K logits. Aims (issue 3): batched >= 1.3x faster than the loop on a CPU, >= 3x on a GPU.
+step), inference of all K detectors on one batch, the generative classifier (the bank) against the softmax
+classifier with K logits, and an attack step (forward and input gradient) through all K detectors against one
+detector per input (what GAT's integrated classifier consults). Aims (issue 3): batched >= 1.3x faster than the loop on a CPU, >= 3x on a GPU.
 
     python benchmarks/batched_detectors.py [--k 10] [--batch 64] [--width 1.0] [--repeats 5] [--device cpu]
 """
@@ -27,5 +28,7 @@ print(f"training step : loop {r['train loop s'] * 1e3:8.1f} ms   batched {r['tra
       f"speed-up {r['train speed-up']:.2f}x")
 print(f"inference     : loop {r['infer loop s'] * 1e3:8.1f} ms   batched {r['infer batched s'] * 1e3:8.1f} ms   "
       f"speed-up {r['infer speed-up']:.2f}x")
+print(f"attack step   : all {args.k} detectors {r['attack all s'] * 1e3:8.1f} ms   the one each input needs "
+      f"{r['attack selected s'] * 1e3:8.1f} ms   ratio {r['attack all / selected']:.2f}x (GAT's integrated classifier)")
 print(f"generative vs softmax classifier inference: {r['infer batched s'] * 1e3:.1f} ms vs "
       f"{r['softmax s'] * 1e3:.1f} ms (ratio {r['generative / softmax']:.2f}; GAT App. E: about 10 on its GPU)")

@@ -130,6 +130,26 @@ def test_pgd_run_with_a_target_offset_aims_at_y_plus_r(trained, mnist_small, tmp
         assert torch.allclose(out, direct, atol=1e-6) == same
 
 
+def test_suite_in_two_processes_equals_the_serial_run_and_caches_the_follow_up(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    squeezed = defences.FeatureSqueezing(trained.classifier, size=2)
+    both = {"Vanilla": trained, "FS": squeezed}
+    specs = [{"name": "PGD Linf 0.1, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.1, "targeted": False,
+              "steps": 4, "step_sizes": [0.03]},
+             {"name": "FGSM Linf 0.1", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.1}]
+    kw = dict(surrogate_x={}, ps=(1, 5), progress=False)
+    serial = suite.run_suite(ArtefactCache(tmp_path / "a"), both, x, y, xh[:400], specs, **kw)
+    cache = ArtefactCache(tmp_path / "b")
+    follow = dict(n=8, steps=4, size_steps=2, step_sizes=[0.5], protocol_steps=2)
+    parallel = suite.run_suite(cache, both, x, y, xh[:400], specs, workers=2, follow_up=follow, **kw)
+    assert set(parallel.results) == set(serial.results)
+    for key, r in serial.results.items():
+        assert parallel.results[key]["ASR-1"] == r["ASR-1"] and parallel.results[key]["seconds"] > 0
+    entries = len(list((tmp_path / "b" / "suite_attack").iterdir()))
+    suite.convergence_study(cache, parallel, "FS", n=8, steps=4, size_steps=2, step_sizes=[0.5])
+    assert len(list((tmp_path / "b" / "suite_attack").iterdir())) == entries   # the workers computed it
+
+
 def test_suite_run_gives_curves_for_the_views(trained, mnist_small, tmp_path):
     x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,

@@ -67,8 +67,10 @@ def attack_throughput(model, x, y, *, steps: int = 40, eps: float = 0.3, alpha: 
 def batched_vs_loop(*, k: int = 10, batch: int = 64, width: float = 1.0, device: torch.device | str = "cpu",
                     repeats: int = 5, seed: int = 0) -> dict[str, float]:
     """K one-logit Madry CNNs as one :class:`DetectorBank` against a loop over K modules: a training step
-    (forward, backward, Adam) on each detector's own batch, inference of all K on one batch, and the generative
-    classifier (the bank) against a softmax classifier with K logits."""
+    (forward, backward, Adam) on each detector's own batch, inference of all K on one batch, the generative
+    classifier (the bank) against a softmax classifier with K logits, and an attack step (forward and input
+    gradient on one batch) of every detector (the generative classifier's) against the one detector per input
+    that the integrated classifier consults (:meth:`DetectorBank.selected`)."""
     device = torch.device(device)
     torch.manual_seed(seed)
     nets = [models.MadryCNN(1, width=width).to(device) for _ in range(k)]
@@ -96,10 +98,22 @@ def batched_vs_loop(*, k: int = 10, batch: int = 64, width: float = 1.0, device:
     with torch.no_grad():
         infer = compare({"loop": lambda: torch.cat([m(xs[0]) for m in nets], 1), "batched": lambda: bank(xs[0]),
                          "softmax": lambda: softmax(xs[0])}, device, repeats)
+    which = torch.arange(batch, device=device) % k
+
+    def gradient(f):
+        def step():
+            x = xs[0].clone().requires_grad_(True)
+            torch.autograd.grad(f(x).sum(), x)
+        return step
+
+    attack = compare({"loop": gradient(lambda x: torch.cat([m(x) for m in nets], 1)), "batched": gradient(bank),
+                      "selected": gradient(lambda x: bank.selected(x, which))}, device, repeats)
     return {"train loop s": train["loop"], "train batched s": train["batched"],
             "train speed-up": train["loop"] / train["batched"], "infer loop s": infer["loop"],
             "infer batched s": infer["batched"], "infer speed-up": infer["loop"] / infer["batched"],
-            "softmax s": infer["softmax"], "generative / softmax": infer["batched"] / infer["softmax"]}
+            "softmax s": infer["softmax"], "generative / softmax": infer["batched"] / infer["softmax"],
+            "attack all s": attack["batched"], "attack selected s": attack["selected"],
+            "attack all / selected": attack["batched"] / attack["selected"]}
 
 
 def gat_vs_adversarial_epoch(x: torch.Tensor, y: torch.Tensor, *, steps: int = 10, width: float = 1.0, m: int = 32,

@@ -199,6 +199,9 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
     "adaptive": {
         "SEED": _same(0),
         "N_TEST": _by(20, 500, 1000),             # attacked test images, a fixed seeded stratified subset
+        # processes attacking the defences at once, each with its share of the threads (at most the threads this
+        # chapter has: one where the book runs two chapters at a time); benchmarks/parallel_suite.py measures it
+        "WORKERS": _by(1, 2, 1),
         "N_SUBSET": _by(10, 100, 1000),           # its first ones: convergence, APGD check, the papers' protocols
         "N_BLACKBOX": _by(10, 40, 500),           # its first ones: NES and HopSkipJump
         "AA_N": _by(10, 100, 1000),               # its first ones: AutoAttack on each defence's composite classifier
@@ -219,7 +222,7 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "DEEP_LOSSES": _same(["paper", "composite"]),
         # and, where their rule is APGD's, the paper objective under fixed steepest steps of this fraction of eps
         # from the clean input (0.01 at L-inf 0.3, most papers' step): on the book's ARCLU it breaks 0.24 of the 500
-        # images at L-inf 0.3 untargeted where APGD from 2 eps breaks 0.16 (from a random start: 0.12)
+        # images at L-inf 0.3 untargeted where the two APGD runs break 0.16 (fixed steps from a random start: 0.14)
         "DEEP_FIXED_STEP": _same(1 / 30),
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
         "STEP_SIZES": _by({"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},

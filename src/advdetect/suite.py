@@ -20,6 +20,7 @@ defence; :mod:`advdetect.reports` tabulates the result.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -365,14 +366,27 @@ class SuiteResult:
 
 def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_heldout: torch.Tensor,
               specs: list, *, surrogate_x: Mapping, ps=(1, 2, 5, 10), attack_ps=None, seed: int = 0,
-              progress: bool = True) -> SuiteResult:
+              progress: bool = True, workers: int = 1, follow_up: Mapping | None = None) -> SuiteResult:
     """Run every attack of ``specs`` on every defence (adversarial examples cached per defence, attack and
     budget) and evaluate them. The white-box attacks aim at each p of ``attack_ps`` (default: every p) with
     runs of their own, and every p is scored by the best example of any of those runs under its thresholds; the
     black-box attacks and AutoAttack aim at the first p. A spec with ``n`` runs on the first n points only
-    (:meth:`~advdetect.evaluation.Arena.subset`: the same thresholds)."""
+    (:meth:`~advdetect.evaluation.Arena.subset`: the same thresholds).
+
+    With ``workers`` > 1 (at most this process's number of threads) the defences are attacked in that many
+    processes at once, each with its share of the threads (a small CNN's attack step keeps two threads busy only part of the time), the costliest
+    defences first; they fill the artefact cache, and this process then evaluates from it. ``follow_up``
+    (keywords of :func:`follow_up`) has each worker also run its defence's convergence study and paper
+    protocols, which the chapter then reads from the cache. ``seconds`` is each attack's compute time either way."""
+    seconds = {}
+    workers = min(workers, torch.get_num_threads())
+    if workers > 1 and len(defences) > 1:
+        seconds = _in_parallel(cache, defences, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
+                               attack_ps=attack_ps, seed=seed, progress=progress, workers=workers,
+                               follow=follow_up)
     results, arenas = {}, {}
-    bar = progress_bar([(d, s) for d in defences for s in specs], enabled=progress, desc="attack suite")
+    bar = progress_bar([(d, s) for d in defences for s in specs], enabled=progress and not seconds,
+                       desc="attack suite")
     for name, spec in bar:
         bar.set_postfix_str(f"{name}: {spec['name']}")
         if name not in arenas:
@@ -381,9 +395,60 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
         started = time.perf_counter()
         out = run_spec(cache, arena, spec, surrogate_x)
         r = arena.evaluate(out["x_adv"])
-        r.update(n=len(arena.x), seconds=time.perf_counter() - started, checks=list(out["checks"]))
+        r.update(n=len(arena.x), seconds=seconds.get((name, spec["name"]), time.perf_counter() - started),
+                 checks=list(out["checks"]))
         results[(name, spec["name"])] = r
     return SuiteResult(results, arenas, list(specs))
+
+
+def follow_up(cache, result: SuiteResult, defence: str, *, n: int, steps: int, size_steps: int, step_sizes,
+              protocol_steps: int, protocol_eps: float = 0.3) -> None:
+    """What the chapter runs on ``defence`` after the suite, computed into the cache: its convergence study
+    (:func:`convergence_study` with ``n``, ``steps``, ``size_steps``, ``step_sizes``) and its paper's own attacks
+    (:func:`paper_protocol` on the first ``n`` points, ``protocol_steps`` steps, L-inf ``protocol_eps``)."""
+    convergence_study(cache, result, defence, n=n, steps=steps, size_steps=size_steps, step_sizes=step_sizes)
+    paper_protocol(cache, result.arenas[defence].subset(n), eps=protocol_eps, steps=protocol_steps)
+
+
+def _step_cost(defence, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Seconds of one forward pass and input gradient of the composite loss on ``x`` (to order the work)."""
+    xa = x.to(device_of(defence)).clone().requires_grad_(True)
+    started = time.perf_counter()
+    loss, _ = objective(defence, "composite")(xa, y.to(xa.device))
+    torch.autograd.grad(loss.sum(), xa)
+    return time.perf_counter() - started
+
+
+def _defence_task(job: tuple) -> tuple[str, dict]:
+    """One worker's task: every attack of the suite on one defence, then its follow-up; returns the defence's
+    name and each attack's seconds."""
+    cache, name, defence, x, y, x_heldout, specs, surrogate_x, ps, attack_ps, seed, threads, follow = job
+    torch.set_num_threads(threads)
+    part = run_suite(cache, {name: defence}, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
+                     attack_ps=attack_ps, seed=seed, progress=False)
+    if follow is not None:
+        follow_up(cache, part, name, **follow)
+    return name, {key: r["seconds"] for key, r in part.results.items()}
+
+
+def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_x, ps, attack_ps, seed, progress,
+                 workers: int, follow) -> dict:
+    """Run :func:`_defence_task` for every defence in ``workers`` spawned processes, the defences whose attack
+    step costs most first (so that the long tasks do not start last). Returns the seconds of every (defence,
+    attack)."""
+    threads = max(1, torch.get_num_threads() // workers)
+    probe = slice(0, min(64, len(x)))
+    order = sorted(defences, key=lambda d: -_step_cost(defences[d], x[probe], y[probe]))
+    jobs = [(cache, d, defences[d], x, y, x_heldout, list(specs), dict(surrogate_x), tuple(ps), attack_ps, seed,
+             threads, None if follow is None else dict(follow)) for d in order]
+    seconds = {}
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        bar = progress_bar(pool.imap_unordered(_defence_task, jobs), enabled=progress, total=len(jobs),
+                           desc=f"attack suite ({workers} processes)")
+        for name, secs in bar:
+            bar.set_postfix_str(f"{name} done")
+            seconds.update(secs)
+    return seconds
 
 
 def worst_white_box(result: SuiteResult, defence: str, tables=(2,)) -> dict:
