@@ -17,37 +17,42 @@ import time
 
 import advdetect as ad
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--defences", default="ARCLU,Madry,L-Ben,TRADES")
-parser.add_argument("--n", type=int, default=200, help="attacked images")
-parser.add_argument("--profile", default="cpu")
-args = parser.parse_args()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--defences", default="ARCLU,Madry,L-Ben,TRADES")
+    parser.add_argument("--n", type=int, default=200, help="attacked images")
+    parser.add_argument("--profile", default="cpu")
+    args = parser.parse_args()
 
-threads = ad.runtime.configure_threads()
-s = ad.profiles.defaults("adaptive", args.profile)
-cache = ad.cache.ArtefactCache()
-device = ad.runtime.best_device()
-every, _ = ad.chapters.book_defences(cache, args.profile, s, device)
-names = args.defences.split(",")
-unknown = [d for d in names if d not in every]
-if unknown:
-    raise SystemExit(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
-chosen = {d: every[d] for d in names}
-ds = ad.data.load_for(ad.profiles.defaults("gat_detectors", args.profile))
-x, y, x_heldout = ad.evaluation.attacked_points(ds, args.n, seed=s["SEED"])
-specs = [spec for spec in ad.suite.attack_specs(s) if spec["name"] in ("PGD Linf 0.3, T", "PGD Linf 0.3, U")]
+    threads = ad.runtime.configure_threads()
+    s = ad.profiles.defaults("adaptive", args.profile)
+    cache = ad.cache.ArtefactCache()
+    device = ad.runtime.best_device()
+    every, _ = ad.chapters.book_defences(cache, args.profile, s, device)
+    names = args.defences.split(",")
+    unknown = [d for d in names if d not in every]
+    if unknown:
+        raise SystemExit(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
+    chosen = {d: every[d] for d in names}
+    ds = ad.data.load_for(ad.profiles.defaults("gat_detectors", args.profile))
+    x, y, x_heldout = ad.evaluation.attacked_points(ds, args.n, seed=s["SEED"])
+    specs = [spec for spec in ad.suite.attack_specs(s) if spec["name"] in ("PGD Linf 0.3, T", "PGD Linf 0.3, U")]
 
-seconds, asr = {}, {}
-for workers in (1, 2):
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = ad.suite.run_suite(ad.cache.ArtefactCache(tmp), chosen, x, y, x_heldout, specs, surrogate_x={},
-                                    ps=s["FPRS"], attack_ps=s["ATTACK_PS"], seed=s["SEED"], workers=workers,
-                                    progress=False)
-        seconds[workers] = time.perf_counter() - start
-        asr[workers] = {key: r["ASR-1"] for key, r in result.results.items()}
-print(f"device: {ad.runtime.hardware(device)}; {threads} threads")
-print(f"{', '.join(names)}: {len(specs)} rows x {len(x)} images, {s['DEEP_STEPS']} steps ({args.profile} profile)")
-print(f"one process, {threads} threads:        {seconds[1]:7.1f} s")
-print(f"two processes, {max(1, threads // 2)} thread(s) each:  {seconds[2]:7.1f} s")
-print(f"speed-up of two processes: {seconds[1] / seconds[2]:.2f}; same ASR-1 everywhere: {asr[1] == asr[2]}")
+    seconds, asr = {}, {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            result = ad.suite.run_suite(ad.cache.ArtefactCache(tmp), chosen, x, y, x_heldout, specs, surrogate_x={},
+                                        ps=s["FPRS"], attack_ps=s["ATTACK_PS"], seed=s["SEED"], workers=workers,
+                                        progress=False)
+            seconds[workers] = time.perf_counter() - start
+            asr[workers] = {key: r["ASR-1"] for key, r in result.results.items()}
+    print(f"device: {ad.runtime.hardware(device)}; {threads} threads")
+    print(f"{', '.join(names)}: {len(specs)} rows x {len(x)} images, {s['DEEP_STEPS']} steps ({args.profile} profile)")
+    print(f"one process, {threads} threads:        {seconds[1]:7.1f} s")
+    print(f"two processes, {max(1, threads // 2)} thread(s) each:  {seconds[2]:7.1f} s")
+    print(f"speed-up of two processes: {seconds[1] / seconds[2]:.2f}; same ASR-1 everywhere: {asr[1] == asr[2]}")
+
+
+if __name__ == "__main__":   # the workers are spawned processes, which import this file
+    main()
