@@ -110,6 +110,8 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
     rule's first step of 2 eps, or a random start, can carry an input into a region it does not leave, as
     on ARCLU, whose training sends perturbed inputs to its adversarial cluster); per p of the arena the
     per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
+    if fixed_step is not None and method != "pgd":
+        raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
     losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
     runs = {}
     for p in arena.attack_ps:
@@ -117,8 +119,6 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
                            targeted=targeted, p=p, **kwargs)["x_adv"]
                    for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
         if fixed_step is not None:
-            if method != "pgd":
-                raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
             plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
             runs[p].append(pgd_run(cache, arena, method="pgd", loss=arena.defence.paper_objective, norm=norm, eps=eps,
                                    steps=steps, step_size=fixed_step, targeted=targeted, p=p, rule="steepest",
