@@ -225,3 +225,27 @@ def test_apgd_breaks_an_undefended_model_at_least_as_often_as_pgd():
     apgd = attacks.attack(untargeted_margin(model), x, y, rule="apgd", step_size=0.1, **kw)
     assert int(apgd.success.sum()) >= int(pgd.success.sum())
     assert float(apgd.loss.mean()) <= float(pgd.loss.mean()) + 1e-6
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_a_run_aimed_at_one_criterion_keeps_the_first_iterate_that_met_each_other(early_stop):
+    """Minimise sum(x) from x = 1 with steps of 0.1 (the box keeps it in [0, 1]): success means sum(x) below
+    1.0 (aimed at; never reached by sample 1, which may only move one coordinate) and, watched on the way,
+    below 3.5 and below 0.5."""
+    x = torch.ones(2, 4)
+    movable = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+
+    def fn(xa, rows_mask):
+        total = xa.sum(1)
+        return (xa * rows_mask).sum(1), torch.stack([total < 1.0, total < 3.5, total < 0.5], 1)
+
+    res = attacks.attack(fn, x, movable, norm="linf", eps=1.0, steps=30, step_size=0.1, rule="steepest",
+                         early_stop=early_stop)
+    assert res.success.tolist() == [True, False] and res.also.shape == (2, 2, 4)
+    assert res.also_success.tolist() == [[True, early_stop is False], [True, False]]
+    sums = res.also.sum(2)
+    assert sums[0, 0] < 3.5 and sums[0, 0] > 3.5 - 0.4 - TOL          # the first iterate under 3.5, not a later one
+    assert sums[0, 1] < 3.5 and sums[0, 1] > 3.5 - 0.1 - TOL
+    assert torch.allclose(res.also[1, 1], res.x_adv[1])                # never under 0.5: the best iterate
+    if early_stop:   # sample 0 stopped on meeting the aim (< 1.0), before < 0.5: its best iterate stands in
+        assert torch.allclose(res.also[1, 0], res.x_adv[0])

@@ -172,3 +172,20 @@ def test_every_defence_gives_logits_and_scores_of_the_right_shape():
         assert d.paper_objective in objectives.LOSSES
         o = d.outputs(x)
         assert torch.equal(o.logits, z) and torch.equal(o.score, s)
+
+
+
+def test_composite_loss_by_hand_is_the_margin_then_the_score_above_the_threshold():
+    # three inputs, true class 0, thresholds (1, 2, 3)
+    o = defences.Outputs(logits=torch.tensor([[3.0, 1.0, 0.0], [1.0, 4.0, 0.0], [1.0, 4.0, 0.0]]),
+                         score=torch.tensor([0.0, 1.0, 6.0]))
+    c = objectives.Criterion(torch.tensor([1.0, 2.0, 3.0]))
+    y = torch.zeros(3, dtype=torch.long)
+    loss = objectives.loss_value("composite", o, y, c)
+    # correct: the margin 2; fooled (predicted 1) and accepted: 1 - 2; fooled but rejected: 6 - 2
+    assert torch.allclose(loss, torch.tensor([2.0, -1.0, 4.0]))
+    assert ((loss < 0) == c.success(o.logits, o.score, y)).all()
+    t = torch.tensor([1, 1, 2])
+    targeted = objectives.loss_value("composite", o, t, objectives.Criterion(c.tau, True), targeted=True)
+    # not yet t: max_{i != t} z_i - z_t; classified as t: s - tau_t
+    assert torch.allclose(targeted, torch.tensor([2.0, -1.0, 4.0]))

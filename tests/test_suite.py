@@ -150,6 +150,29 @@ def test_suite_in_two_processes_equals_the_serial_run_and_caches_the_follow_up(t
     assert len(list((tmp_path / "b" / "suite_attack").iterdir())) == entries   # the workers computed it
 
 
+def test_one_defence_s_attacks_are_shared_out_among_the_processes(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    specs = [{"name": f"PGD Linf {e:g}, U", "table": 2, "method": "pgd", "norm": "linf", "eps": e, "targeted": False,
+              "steps": 3, "step_sizes": [0.03]} for e in (0.1, 0.2)]
+    kw = dict(surrogate_x={}, ps=(1, 5), progress=False)
+    serial = suite.run_suite(ArtefactCache(tmp_path / "a"), {"Vanilla": trained}, x, y, xh[:400], specs, **kw)
+    parallel = suite.run_suite(ArtefactCache(tmp_path / "b"), {"Vanilla": trained}, x, y, xh[:400], specs,
+                               workers=2, **kw)
+    for key, r in serial.results.items():
+        assert parallel.results[key]["ASR-1"] == r["ASR-1"]
+    assert len(list((tmp_path / "b" / "suite_attack").iterdir())) == len(list((tmp_path / "a" / "suite_attack").iterdir()))
+
+
+def test_task_cost_orders_the_costly_attacks_first():
+    deep = {"method": "pgd", "steps": 100, "losses": ["paper", "composite"], "fixed_step": 0.01, "step_sizes": [0.6]}
+    short = {"method": "pgd", "steps": 10, "step_sizes": [0.2]}
+    mt = {"method": "multi-targeted", "steps": 100, "losses": ["composite", "paper"], "n": 100}
+    cost = lambda s: suite._task_cost(s, 500, 10, 1)
+    assert cost(deep) == 500 * 100 * 3 and cost(short) == 500 * 10 * 2
+    assert cost(mt) == 100 * 100 * 9 * 2 > cost(short) and cost({"method": "fgsm"}) < cost(short)
+    assert suite._task_cost(deep, 500, 10, 2) == 2 * cost(deep)   # a run per attacked operating point
+
+
 def test_suite_run_gives_curves_for_the_views(trained, mnist_small, tmp_path):
     x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
     specs = [{"name": "PGD Linf 0.3, U", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3, "targeted": False,
@@ -200,11 +223,15 @@ def test_cw_with_a_margin_lands_under_the_threshold_not_on_it(trained, mnist_sma
     crit = arena.criterion()
     room = {name: (crit.threshold(r["pred"]) - r["score"])[r["success"]] for name, r in (("plain", plain),
                                                                                         ("margin", margin))}
-    # aimed at 5% (the arena's strictest p): under tau_5's margin, so at least that far under the looser tau_1
-    target = suite.cw_target(arena, 5, 0.5)
-    wanted = (crit.threshold(margin["pred"]) - target[margin["pred"]])[margin["success"]]
-    assert len(room["margin"]) > 0 and bool((room["margin"] >= wanted - 1e-5).all())
     assert float(room["margin"].median()) > float(room["plain"].median())
+    # a run aimed at 5% alone keeps only examples misclassified with a score under 5%'s target
+    strict = evaluation.Arena(arena.defence, arena.x, arena.y, arena.x_heldout, ps=(1, 5), attack_ps=(5,))
+    x_adv = suite.cw_l2(cache, strict, eps=3.0, searches=3, steps=60, lr=0.05, kappa=0.5)[5]
+    kept = (x_adv != arena.x).flatten(1).any(1)
+    z, score = arena.defence(x_adv[kept])
+    pred = z.argmax(1)
+    assert int(kept.sum()) > 0 and bool((pred != arena.y[kept]).all())
+    assert bool((score <= suite.cw_target(arena, 5, 0.5)[pred] + 1e-5).all())
 
 
 def test_cw_target_lies_between_the_threshold_and_the_class_median():
@@ -680,3 +707,8 @@ def test_sanity_checks_fail_where_a_papers_own_attack_beats_the_suite():
     assert mine.iloc[0]["value"] == "0.60 vs 0.50 (1 of 10 found only by it)"
     assert {reports.check_family(c) for c in mine["check"]} == {"AutoAttack, APGD, the papers' attacks add <= 2 points"}
     assert len(reports.sanity_checks(_fake_suite(ok, SPECS))) == len(table) - 2      # no table, no such check
+
+
+def test_score_unit_is_the_spread_of_the_finite_held_out_scores():   # AutoAttack's composite classifier
+    assert evaluation.score_unit(torch.tensor([1.0, 3.0, float("inf")])) == pytest.approx(2 ** 0.5)
+    assert evaluation.score_unit(torch.zeros(5)) == 1.0 and evaluation.score_unit(torch.ones(1)) == 1.0

@@ -2,7 +2,8 @@
 
 :func:`attack` minimises a per-sample *objective* over a threat model. The objective is any callable
 ``objective(x_adv, y) -> loss`` (shape ``(B,)``), or ``-> (loss, success)`` with a boolean ``(B,)`` success mask
-computed from the same forward pass; ``y`` is whatever per-sample tensor (or tuple of tensors) the objective
+computed from the same forward pass - or a ``(B, P)`` mask of P criteria, the first the one the attack aims at and
+the others watched on the way (see ``also`` below); ``y`` is whatever per-sample tensor (or tuple of tensors) the objective
 needs - labels, targets - and is sliced together with ``x`` when the engine works in chunks. An adaptive attack
 is therefore just another objective (see :mod:`advdetect.losses`).
 
@@ -30,6 +31,9 @@ starts at a random point; each sample keeps its best iterate over all steps and 
 before an unsuccessful one, else the lowest objective. With ``early_stop`` a sample leaves the batch once it has
 succeeded (its best iterate is kept; the samples still attacked are the only ones evaluated, so a run costs in
 proportion to the samples that resist it) and the run stops once all have; the success trace is unchanged by it.
+With a ``(B, P)`` success mask, the first criterion decides all of this, and for each other one the run also keeps
+the first iterate that met it (``AttackResult.also``; where none did, the best iterate): an attack aimed at a
+strict threshold passes through points that a looser one accepts, and keeping its final point alone would lose them.
 Everything is batched; the device is the one ``x`` lives on (move ``x`` to the model's device).
 """
 
@@ -60,6 +64,8 @@ class AttackResult:
     gradient_evaluations: int
     trace: torch.Tensor | None = None  # with ``trace=True``: (steps * restarts, B) success of the best so far
     snapshots: torch.Tensor | None = None  # with ``snapshots=(t, ...)``: (len(snapshots), B, ...) iterates
+    also: torch.Tensor | None = None  # with a (B, P) success mask: (P - 1, B, ...) iterates, one per other criterion
+    also_success: torch.Tensor | None = None  # (B, P - 1): whether each met that criterion
 
     def __iter__(self):  # allows ``x_adv, loss, success, n = attack(...)``
         return iter((self.x_adv, self.loss, self.success, self.gradient_evaluations))
@@ -323,14 +329,18 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
         succ = None if parts[0].success is None else torch.cat([p.success for p in parts])
         tr = torch.cat([p.trace for p in parts], 1) if trace and parts[0].trace is not None else None
         snaps = torch.cat([p.snapshots for p in parts], 1) if snapshots is not None else None
+        also = torch.cat([p.also for p in parts], 1) if parts[0].also is not None else None
+        also_succ = torch.cat([p.also_success for p in parts]) if parts[0].also is not None else None
         return AttackResult(torch.cat([p.x_adv for p in parts]), torch.cat([p.loss for p in parts]), succ,
-                            sum(p.gradient_evaluations for p in parts), tr, snaps)
+                            sum(p.gradient_evaluations for p in parts), tr, snaps, also, also_succ)
 
     lo, hi = bounds
     x = x.detach()
     best_x = x.clone()
     best_loss = torch.full((len(x),), math.inf, device=x.device, dtype=x.dtype)
     best_succ: torch.Tensor | None = None
+    also_x: torch.Tensor | None = None       # (P - 1, N, ...): the first iterate that met each other criterion
+    also_succ: torch.Tensor | None = None    # (N, P - 1)
     n_grad = 0
     history: list[torch.Tensor] = []
     wanted = sorted({int(t) for t in snapshots}) if snapshots is not None else []
@@ -342,8 +352,18 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
     compact = early_stop and snapshots is None
 
     def keep_best(rows, x_now, loss, succ):
-        nonlocal best_succ
+        nonlocal best_succ, also_x, also_succ
         loss = loss.detach()
+        if succ is not None and succ.dim() == 2:
+            others, succ = succ[:, 1:], succ[:, 0]
+            if also_x is None:
+                also_x = x.unsqueeze(0).repeat(others.shape[1], *([1] * x.dim()))
+                also_succ = torch.zeros(len(x), others.shape[1], dtype=torch.bool, device=x.device)
+            first = others & ~also_succ[rows]
+            for j in range(others.shape[1]):
+                if bool(first[:, j].any()):
+                    also_x[j, rows[first[:, j]]] = x_now.detach()[first[:, j]]
+            also_succ[rows] |= others
         if succ is None:
             better = loss < best_loss[rows]
         else:
@@ -422,6 +442,9 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
                 x_last = xw + delta
                 loss, succ = _evaluate(objective, x_last, yw)
             keep_best(rows, x_last, loss, succ)
+    if also_x is not None:   # a criterion never met falls back to the best iterate
+        met = also_succ.T.reshape(*also_succ.T.shape, *([1] * (x.dim() - 1)))
+        also_x = torch.where(met, also_x, best_x.unsqueeze(0))
     tr = None
     if trace and history:
         history[-1] = best_succ.clone()  # the last iterate, evaluated after the final step
@@ -434,7 +457,7 @@ def attack(objective: Objective, x: torch.Tensor, y: Any = None, *, norm: str = 
             last = recorded.get(t, last if last is not None else x.clone())
             recorded[t] = last
         snaps = torch.stack([recorded[int(t)] for t in snapshots]) if len(wanted) else x.new_zeros((0, *x.shape))
-    return AttackResult(best_x, best_loss, best_succ, n_grad, tr, snaps)
+    return AttackResult(best_x, best_loss, best_succ, n_grad, tr, snaps, also_x, also_succ)
 
 
 #: the engine under its usual name

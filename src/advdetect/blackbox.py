@@ -236,7 +236,7 @@ def _autoattack(arena: Arena, *, norm, eps, version, attacks_to_run, n_iter, n_t
 
     dev = arena.device
     criterion = arena.criterion().to(dev)
-    kappa = 1.0 / float(arena.heldout[1].std().clamp_min(1e-6))
+    kappa = 1.0 / arena.score_unit
     x_adv = arena.x.clone()
     for c in range(arena.defence.num_classes):
         idx = (arena.y == c).nonzero().squeeze(1)

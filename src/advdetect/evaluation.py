@@ -22,6 +22,16 @@ from .objectives import Criterion
 from .runtime import device_of
 
 
+def score_unit(scores: torch.Tensor) -> float:
+    """The standard deviation of the finite ``scores`` (a defence's held-out detection scores): the unit in
+    which AutoAttack's composite classifier (:class:`advdetect.blackbox.CompositeClassifier`) weighs a score's
+    height above its threshold against the logits. 1.0 where the scores do not vary (a classifier whose score
+    is constant) or are too few."""
+    s = scores[torch.isfinite(scores)].double()
+    unit = float(s.std()) if s.numel() > 1 else 0.0
+    return unit if unit > 1e-12 else 1.0
+
+
 def random_targets(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """One target class t != y per sample, uniformly at random (fixed by ``seed``)."""
     gen = torch.Generator().manual_seed(seed)
@@ -45,6 +55,7 @@ class Arena:
     heldout: tuple = field(init=False)
     clean: tuple = field(init=False)
     tau: dict = field(init=False)
+    score_unit: float = field(init=False)
     targets: torch.Tensor = field(init=False)
 
     def __post_init__(self):
@@ -57,6 +68,7 @@ class Arena:
         self.clean = self.defence.decide(self.x)
         self.tau = {p: torch.as_tensor(thresholds_at_fpr(self.heldout[1], self.heldout[0], p / 100, k),
                                        dtype=torch.float32) for p in self.ps}
+        self.score_unit = score_unit(self.heldout[1])
         self.targets = random_targets(self.y, k, self.seed)
 
     @property

@@ -190,10 +190,15 @@ def loss_value(name: str, outputs, labels: torch.Tensor, criterion: Criterion, t
 
 # ----------------------------------------------------------------------------------------- engine objectives
 
-def objective(defence, loss: str, criterion: Criterion | None = None, targeted: bool = False):
+def objective(defence, loss: str, criterion: Criterion | None = None, targeted: bool = False, also=()):
     """An engine objective for ``defence``: ``objective(x, y)`` (with ``targeted``: ``(x, (y, t))``) returns
-    the loss ``loss`` and the ``criterion``'s success, both from one forward pass of ``defence.outputs``."""
+    the loss ``loss`` and the ``criterion``'s success, both from one forward pass of ``defence.outputs``. With
+    ``also`` (more criteria, e.g. the thresholds of other operating points) the success is a ``(B, 1 + len(also))``
+    mask, the ``criterion``'s first, so that the engine also keeps the first iterate that met each of them."""
     criterion = Criterion() if criterion is None else criterion
+    also = list(also)
+    if any(c.targeted != criterion.targeted for c in also):
+        raise ValueError("the criteria of also must be targeted exactly when the criterion is")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
     if criterion.targeted and not targeted:
@@ -203,7 +208,10 @@ def objective(defence, loss: str, criterion: Criterion | None = None, targeted: 
         y, t = labels if targeted else (labels, None)
         o = defence.outputs(x)
         value = loss_value(loss, o, t if targeted else y, criterion, targeted)
-        return value, criterion.success(o.logits, o.score, y, t)
+        success = criterion.success(o.logits, o.score, y, t)
+        if also:
+            success = torch.stack([success] + [c.success(o.logits, o.score, y, t) for c in also], 1)
+        return value, success
 
     return fn
 

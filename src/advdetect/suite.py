@@ -21,6 +21,7 @@ defence; :mod:`advdetect.reports` tabulates the result.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -33,6 +34,9 @@ from .evaluation import Arena, best_per_p
 from .objectives import Criterion, objective, penalised
 from .runtime import device_of, progress_bar
 
+#: what a cached attack holds; bumped when that changes, so that older entries are not read as the new kind
+#: (2: a PGD run also keeps, per other operating point, the first iterate that met its thresholds)
+SCHEMA = 2
 METHODS = ("pgd", "mim", "fgsm", "cw", "multi-targeted", "transfer", "nes", "hsj", "autoattack")
 BLACK_BOX = ("transfer", "nes", "hsj")
 
@@ -44,10 +48,10 @@ def losses_for(defence) -> list[str]:
 
 def _cached(cache, arena: Arena, run: Mapping, compute) -> dict:
     """One attack's result for ``arena``, computed once: keyed by the defence's weights, the attacked points and
-    labels, the held-out images, the FPRs, the seed and the attack ``run``."""
+    labels, the held-out images, the FPRs, the seed, the attack ``run`` and :data:`SCHEMA`."""
     return memo(cache, "suite_attack", {"defence": arena.defence, "x": arena.x, "y": arena.y,
                                         "heldout": arena.x_heldout, "ps": list(arena.ps), "seed": arena.seed,
-                                        "run": dict(run)}, compute)
+                                        "run": dict(run), "schema": SCHEMA}, compute)
 
 
 # ------------------------------------------------------------------------------------------ white-box attacks
@@ -60,9 +64,11 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
             restarts: int = 1, trace: bool = False, target_offset: int | None = None, batch_size: int = 500,
             p: float | None = None) -> dict:
     """One run of the engine (``method``: ``pgd``, ``mim`` or ``fgsm``; cached) on the arena's criterion at the
-    thresholds of ``p``% false positives (default: the first p): ``{"x_adv"}``, with ``trace`` also
-    ``"trace"``: (steps, N) which samples had succeeded after each step. A targeted run aims at the arena's
-    random targets, or with ``target_offset`` r at the classes (y + r) mod K."""
+    thresholds of ``p``% false positives (default: the first p): ``{"x_adv", "also"}``, where ``also`` holds,
+    for each other p of the arena, the first iterate that succeeded at tau_p (or the run's best; see
+    :func:`candidates`), and with ``trace`` also ``"trace"``: (steps, N) which samples had succeeded after each
+    step. A targeted run aims at the arena's random targets, or with ``target_offset`` r at the classes
+    (y + r) mod K."""
     if method not in _ENGINE:
         raise ValueError(f"unknown engine attack {method!r}: choose one of {', '.join(_ENGINE)}")
     run = {"method": method, "loss": loss, "eps": eps, "targeted": targeted, "random_start": random_start,
@@ -85,14 +91,23 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
             kw.update(norm=norm, steps=steps, step_size=step_size)
         if method == "pgd":
             kw["rule"] = rule
-        res = _ENGINE[method](objective(arena.defence, loss, arena.criterion(p).to(dev), targeted), arena.x.to(dev),
-                              labels, eps=eps, **kw)
-        out = {"x_adv": res.x_adv.cpu()}
+        aim = arena.ps[0] if p is None else p
+        others = [arena.criterion(q).to(dev) for q in arena.ps if q != aim]
+        res = _ENGINE[method](objective(arena.defence, loss, arena.criterion(p).to(dev), targeted,
+                                        also=others), arena.x.to(dev), labels, eps=eps, **kw)
+        out = {"x_adv": res.x_adv.cpu(),
+               "also": (res.also.cpu() if res.also is not None else arena.x.new_zeros((0, *arena.x.shape)))}
         if trace:
             out["trace"] = res.trace.cpu()
         return out
 
     return _cached(cache, arena, run, compute)
+
+
+def candidates(run: Mapping) -> list[torch.Tensor]:
+    """The adversarial examples a run of :func:`pgd_run` offers :func:`advdetect.evaluation.best_per_p`: its
+    best iterate and the first iterate that met each other operating point's thresholds."""
+    return [run["x_adv"], *run["also"]]
 
 
 def _resolve(arena: Arena, losses) -> list[str]:
@@ -115,14 +130,14 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
     losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
     runs = {}
     for p in arena.attack_ps:
-        runs[p] = [pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps, steps=steps, step_size=a,
-                           targeted=targeted, p=p, **kwargs)["x_adv"]
-                   for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
+        runs[p] = [xa for loss in losses for a in ([None] if method == "fgsm" else step_sizes)
+                   for xa in candidates(pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps,
+                                                steps=steps, step_size=a, targeted=targeted, p=p, **kwargs))]
         if fixed_step is not None:
             plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
-            runs[p].append(pgd_run(cache, arena, method="pgd", loss=arena.defence.paper_objective, norm=norm, eps=eps,
-                                   steps=steps, step_size=fixed_step, targeted=targeted, p=p, rule="steepest",
-                                   random_start=False, **plain)["x_adv"])
+            runs[p] += candidates(pgd_run(cache, arena, method="pgd", loss=arena.defence.paper_objective, norm=norm,
+                                          eps=eps, steps=steps, step_size=fixed_step, targeted=targeted, p=p,
+                                          rule="steepest", random_start=False, **plain))
     return best_per_p(arena, runs)
 
 
@@ -133,9 +148,10 @@ def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, st
     add others, ``"paper"`` standing for the defence's paper objective in its targeted form); per sample the
     best over targets and losses, aimed at each p of ``arena.attack_ps``. Each target's run is a cached
     :func:`pgd_run`. Returns ``{p: examples}``."""
-    runs = {p: [pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
-                        targeted=True, random_start=random_start, target_offset=r, p=p, rule=rule)["x_adv"]
-                for loss in _resolve(arena, losses) for r in range(1, arena.defence.num_classes)]
+    runs = {p: [xa for loss in _resolve(arena, losses) for r in range(1, arena.defence.num_classes)
+                for xa in candidates(pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps,
+                                             step_size=step_size, targeted=True, random_start=random_start,
+                                             target_offset=r, p=p, rule=rule))]
             for p in arena.attack_ps}
     return best_per_p(arena, runs)
 
@@ -373,24 +389,34 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
     black-box attacks and AutoAttack aim at the first p. A spec with ``n`` runs on the first n points only
     (:meth:`~advdetect.evaluation.Arena.subset`: the same thresholds).
 
-    With ``workers`` > 1 (at most this process's number of threads) the defences are attacked in that many
-    processes at once, each with its share of the threads (a small CNN's attack step keeps two threads busy only part of the time), the costliest
-    defences first; they fill the artefact cache, and this process then evaluates from it. ``follow_up``
-    (keywords of :func:`follow_up`) has each worker also run its defence's convergence study and paper
-    protocols, which the chapter then reads from the cache. ``seconds`` is each attack's compute time either way."""
+    With ``workers`` > 1 (at most this process's number of threads) the attacks are computed in that many
+    processes at once, each with its share of the threads (a small CNN's attack step keeps two threads busy
+    only part of the time): every (defence, attack) pair is one task, handed to the next free process, the
+    costliest first (:func:`_task_cost`), so that one costly defence's attacks are shared out too. The
+    processes fill the artefact cache, and this process then evaluates from it. ``follow_up`` (keywords
+    ``n``, ``steps``, ``size_steps``, ``step_sizes``, ``protocol_steps`` and optionally ``protocol_eps``) has
+    the processes also compute, as tasks of their own, each defence's paper protocols (:func:`paper_protocol`
+    on the first ``n`` points) and, once its Table 2 attacks are done, its convergence study
+    (:func:`convergence_study`), which the chapter then reads from the cache. ``seconds`` is each attack's
+    compute time either way."""
     seconds = {}
     workers = min(workers, torch.get_num_threads())
-    if workers > 1 and len(defences) > 1:
+    if workers > 1 and (len(defences) > 1 or len(specs) > 1):
         seconds = _in_parallel(cache, defences, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
                                attack_ps=attack_ps, seed=seed, progress=progress, workers=workers,
                                follow=follow_up)
-    results, arenas = {}, {}
-    bar = progress_bar([(d, s) for d in defences for s in specs], enabled=progress and not seconds,
-                       desc="attack suite")
+    arenas = {name: Arena(d, x, y, x_heldout, tuple(ps), seed, attack_ps) for name, d in defences.items()}
+    results = _evaluate(cache, arenas, specs, surrogate_x, seconds, progress=progress and not seconds)
+    return SuiteResult(results, arenas, list(specs))
+
+
+def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, progress: bool = False) -> dict:
+    """Every spec run (or read from the cache) on every arena and evaluated: the ``results`` of a
+    :class:`SuiteResult`, ``seconds`` taken from ``seconds`` where it has the pair."""
+    results = {}
+    bar = progress_bar([(d, s) for d in arenas for s in specs], enabled=progress, desc="attack suite")
     for name, spec in bar:
         bar.set_postfix_str(f"{name}: {spec['name']}")
-        if name not in arenas:
-            arenas[name] = Arena(defences[name], x, y, x_heldout, tuple(ps), seed, attack_ps)
         arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
         started = time.perf_counter()
         out = run_spec(cache, arena, spec, surrogate_x)
@@ -398,16 +424,7 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
         r.update(n=len(arena.x), seconds=seconds.get((name, spec["name"]), time.perf_counter() - started),
                  checks=list(out["checks"]))
         results[(name, spec["name"])] = r
-    return SuiteResult(results, arenas, list(specs))
-
-
-def follow_up(cache, result: SuiteResult, defence: str, *, n: int, steps: int, size_steps: int, step_sizes,
-              protocol_steps: int, protocol_eps: float = 0.3) -> None:
-    """What the chapter runs on ``defence`` after the suite, computed into the cache: its convergence study
-    (:func:`convergence_study` with ``n``, ``steps``, ``size_steps``, ``step_sizes``) and its paper's own attacks
-    (:func:`paper_protocol` on the first ``n`` points, ``protocol_steps`` steps, L-inf ``protocol_eps``)."""
-    convergence_study(cache, result, defence, n=n, steps=steps, size_steps=size_steps, step_sizes=step_sizes)
-    paper_protocol(cache, result.arenas[defence].subset(n), eps=protocol_eps, steps=protocol_steps)
+    return results
 
 
 def _step_cost(defence, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -419,35 +436,127 @@ def _step_cost(defence, x: torch.Tensor, y: torch.Tensor) -> float:
     return time.perf_counter() - started
 
 
-def _defence_task(job: tuple) -> tuple[str, dict]:
-    """One worker's task: every attack of the suite on one defence, then its follow-up; returns the defence's
-    name and each attack's seconds."""
-    cache, name, defence, x, y, x_heldout, specs, surrogate_x, ps, attack_ps, seed, threads, follow = job
-    torch.set_num_threads(threads)
-    part = run_suite(cache, {name: defence}, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
-                     attack_ps=attack_ps, seed=seed, progress=False)
-    if follow is not None:
-        follow_up(cache, part, name, **follow)
-    return name, {key: r["seconds"] for key, r in part.results.items()}
+def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
+    """A rough count of the attack steps (forward passes and input gradients of one image) that ``spec`` costs
+    on ``n`` points, to hand out the costliest tasks first; only the order matters. A convergence study
+    (``{"method": "convergence", ...}``) and paper protocols (``"protocol"``) are counted the same way."""
+    m, n = spec["method"], min(n, spec.get("n", n))
+    runs = (len(spec.get("losses") or (1, 2)) + bool(spec.get("fixed_step"))) * len(spec.get("step_sizes", (1,)))
+    if m in ("pgd", "mim"):
+        return n * spec["steps"] * runs * attack_ps
+    if m == "fgsm":
+        return n * runs * attack_ps
+    if m == "cw":
+        return n * spec["steps"] * spec["searches"] * attack_ps
+    if m == "multi-targeted":
+        return n * spec["steps"] * (classes - 1) * len(spec.get("losses", (1,))) * attack_ps
+    if m == "nes":
+        return n * spec["steps"] * spec["samples"] / 3   # forward passes only
+    if m == "hsj":
+        return n * spec["steps"] * spec["initial_evals"] / 3
+    if m == "autoattack":
+        return n * spec.get("n_iter", 100) * (1 + spec.get("n_target_classes", 9) + 5 * (spec["version"] != "custom"))
+    if m == "convergence":
+        return n * (spec["steps"] + spec["size_steps"] * len(spec["step_sizes"]))
+    if m == "protocol":
+        return n * spec["steps"] * 2
+    return n   # transfer: one evaluation
+
+
+# state of a worker process of :func:`_in_parallel`, set once by :func:`_worker_start`
+_WORKER: dict = {}
+
+
+def _worker_start(state: dict) -> None:
+    torch.set_num_threads(state["threads"])
+    _WORKER.clear()
+    _WORKER.update(state, arenas={})
+
+
+def _worker_arena(name: str) -> Arena:
+    w = _WORKER
+    if name not in w["arenas"]:
+        w["arenas"][name] = Arena(w["defences"][name], w["x"], w["y"], w["x_heldout"], w["ps"], w["seed"],
+                                  w["attack_ps"])
+    return w["arenas"][name]
+
+
+def _worker_task(task: tuple) -> tuple:
+    """One task of :func:`_in_parallel` in a worker: ``("attack", defence, spec name)``, ``("protocol",
+    defence, None)`` or ``("convergence", defence, None)``. Returns the task and its seconds."""
+    kind, name, spec_name = task
+    w, started = _WORKER, time.perf_counter()
+    arena = _worker_arena(name)
+    follow = w["follow"]
+    if kind == "attack":
+        spec = w["specs"][spec_name]
+        run_spec(w["cache"], arena.subset(spec["n"]) if "n" in spec else arena, spec, w["surrogate_x"])
+    elif kind == "protocol":
+        paper_protocol(w["cache"], arena.subset(follow["n"]), eps=follow.get("protocol_eps", 0.3),
+                       steps=follow["protocol_steps"])
+    else:
+        table2 = [s for s in w["specs"].values() if s["table"] == 2]
+        part = SuiteResult(_evaluate(w["cache"], {name: arena}, table2, w["surrogate_x"], {}), {name: arena},
+                           table2)
+        convergence_study(w["cache"], part, name, n=follow["n"], steps=follow["steps"],
+                          size_steps=follow["size_steps"], step_sizes=follow["step_sizes"])
+    return task, time.perf_counter() - started
 
 
 def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_x, ps, attack_ps, seed, progress,
                  workers: int, follow) -> dict:
-    """Run :func:`_defence_task` for every defence in ``workers`` spawned processes, the defences whose attack
-    step costs most first (so that the long tasks do not start last). Returns the seconds of every (defence,
-    attack)."""
+    """Compute every (defence, attack) of the suite, and with ``follow`` each defence's paper protocols and
+    convergence study, in ``workers`` spawned processes: a task goes to the next free process, the costliest
+    ready task first (its estimated steps, :func:`_task_cost`, times the defence's measured step cost); a
+    convergence study is ready once its defence's Table 2 attacks are done. Returns the seconds of every
+    (defence, attack)."""
     threads = max(1, torch.get_num_threads() // workers)
     probe = slice(0, min(64, len(x)))
-    order = sorted(defences, key=lambda d: -_step_cost(defences[d], x[probe], y[probe]))
-    jobs = [(cache, d, defences[d], x, y, x_heldout, list(specs), dict(surrogate_x), tuple(ps), attack_ps, seed,
-             threads, None if follow is None else dict(follow)) for d in order]
-    seconds = {}
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-        bar = progress_bar(pool.imap_unordered(_defence_task, jobs), enabled=progress, total=len(jobs),
-                           desc=f"attack suite ({workers} processes)")
-        for name, secs in bar:
-            bar.set_postfix_str(f"{name} done")
-            seconds.update(secs)
+    step = {d: _step_cost(defences[d], x[probe], y[probe]) for d in defences}
+    n_ps = len(ps if attack_ps is None else attack_ps)
+    by_name = {s["name"]: dict(s) for s in specs}
+
+    def cost(task):
+        kind, d, name = task
+        k = defences[d].num_classes
+        if kind == "attack":
+            return step[d] * _task_cost(by_name[name], len(x), k, n_ps)
+        if kind == "protocol":
+            return step[d] * _task_cost({"method": "protocol", "steps": follow["protocol_steps"]}, follow["n"], k, 1)
+        return step[d] * _task_cost({"method": "convergence", **follow}, follow["n"], k, 1)
+
+    ready = [("attack", d, s["name"]) for d in defences for s in specs]
+    ready += [("protocol", d, None) for d in defences if follow is not None and defences[d].paper_protocol]
+    table2 = {s["name"] for s in specs if s["table"] == 2}
+    blocked = {d: set(table2) for d in defences} if follow is not None and table2 else {}
+    total = len(ready) + len(blocked)
+    state = dict(cache=cache, defences=dict(defences), x=x, y=y, x_heldout=x_heldout, specs=by_name,
+                 surrogate_x=dict(surrogate_x), ps=tuple(ps), attack_ps=attack_ps, seed=seed, threads=threads,
+                 follow=None if follow is None else dict(follow))
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    seconds, running = {}, 0
+    bar = progress_bar(None, enabled=progress, total=total, desc=f"attack suite ({workers} processes)")
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_start, initargs=(state,)) as pool:
+        while ready or running:
+            ready.sort(key=cost)
+            while ready and running < workers:
+                pool.apply_async(_worker_task, (ready.pop(),), callback=done.put, error_callback=done.put)
+                running += 1
+            out = done.get()
+            running -= 1
+            if isinstance(out, BaseException):
+                pool.terminate()
+                raise out
+            (kind, d, name), secs = out
+            bar.update(1)
+            bar.set_postfix_str(f"{d}: {name or kind}")
+            if kind == "attack":
+                seconds[(d, name)] = secs
+                if d in blocked and name in blocked[d]:
+                    blocked[d].discard(name)
+                    if not blocked[d]:
+                        ready.append(("convergence", d, None))
+    bar.close()
     return seconds
 
 
