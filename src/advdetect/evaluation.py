@@ -143,18 +143,23 @@ def best_of(arena: Arena, candidates: list[torch.Tensor], p: float | None = None
     """Per sample, the candidate adversarial example that succeeds (misclassified, not rejected at the
     thresholds of p% false positives, default the first p) with the largest room under the threshold; among
     failures, a misclassified one closest to it."""
-    criterion = arena.criterion(p)
-    best, best_key = None, None
+    return _best(arena, candidates, [arena.ps[0] if p is None else p])[0]
+
+
+def _best(arena: Arena, candidates: list[torch.Tensor], ps) -> list[torch.Tensor]:
+    """:func:`best_of` at each p of ``ps``, deciding every candidate once."""
+    best, best_key = [None] * len(ps), [None] * len(ps)
     for xa in candidates:
         pred, score = arena.defence.decide(xa)
-        room = criterion.threshold(pred) - score  # >= 0: not rejected
-        key = torch.where(pred != arena.y, torch.where(room >= 0, 1e6 + room, room), torch.full_like(room, -1e9))
-        if best is None:
-            best, best_key = xa.clone(), key
-        else:
-            better = key > best_key
-            best[better] = xa[better]
-            best_key = torch.where(better, key, best_key)
+        for i, p in enumerate(ps):
+            room = arena.criterion(p).threshold(pred) - score  # >= 0: not rejected
+            key = torch.where(pred != arena.y, torch.where(room >= 0, 1e6 + room, room), torch.full_like(room, -1e9))
+            if best[i] is None:
+                best[i], best_key[i] = xa.clone(), key
+            else:
+                better = key > best_key[i]
+                best[i][better] = xa[better]
+                best_key[i] = torch.where(better, key, best_key[i])
     return best
 
 
@@ -191,4 +196,4 @@ def best_per_p(arena: Arena, runs: Mapping[float, list[torch.Tensor]]) -> dict:
     p of the arena, the per-sample best (at tau_p) over the candidates of *all* attacked ps - an example aimed at
     a stricter threshold can be the best at a looser one. Returns ``{p: examples}``."""
     pool = [xa for xs in runs.values() for xa in xs]
-    return {p: best_of(arena, pool, p) for p in arena.ps}
+    return dict(zip(arena.ps, _best(arena, pool, arena.ps)))
