@@ -441,7 +441,8 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
     on ``n`` points, to hand out the costliest tasks first; only the order matters. A convergence study
     (``{"method": "convergence", ...}``) and paper protocols (``"protocol"``) are counted the same way."""
     m, n = spec["method"], min(n, spec.get("n", n))
-    runs = (len(spec.get("losses") or (1, 2)) + bool(spec.get("fixed_step"))) * len(spec.get("step_sizes", (1,)))
+    losses = spec.get("losses") or ("paper", "composite")   # the default: losses_for's two
+    runs = (len(losses) + bool(spec.get("fixed_step"))) * len(spec.get("step_sizes", (None,)))
     if m in ("pgd", "mim"):
         return n * spec["steps"] * runs * attack_ps
     if m == "fgsm":
@@ -449,7 +450,7 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
     if m == "cw":
         return n * spec["steps"] * spec["searches"] * attack_ps
     if m == "multi-targeted":
-        return n * spec["steps"] * (classes - 1) * len(spec.get("losses", (1,))) * attack_ps
+        return n * spec["steps"] * (classes - 1) * len(spec.get("losses", ("composite",))) * attack_ps
     if m == "nes":
         return n * spec["steps"] * spec["samples"] / 3   # forward passes only
     if m == "hsj":
