@@ -546,7 +546,10 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     for deep in ("PGD Linf 0.3, U", "PGD Linf 0.3, T", "PGD Linf 0.4, U", "PGD Linf 0.4, T"):   # deep: both losses, DEEP_STEPS, every image
         s = specs[deep]
         assert s["rule"] == "apgd" and s["losses"] == ["paper", "composite"] and s["steps"] == p["DEEP_STEPS"] >= 100
-        assert "n" not in s and s["fixed_step"] == pytest.approx(s["eps"] / 30)   # 0.01 at L-inf 0.3
+        assert "n" not in s
+    for fixed in ("PGD Linf 0.3, U", "PGD Linf 0.3, T"):   # the fixed-step run on L-inf 0.3 only
+        assert specs[fixed]["fixed_step"] == pytest.approx(0.01)
+    assert "fixed_step" not in specs["PGD Linf 0.4, U"] and "fixed_step" not in specs["PGD Linf 0.4, T"]
     assert "fixed_step" not in specs["PGD L2 2.0, U"]
     assert "rule" not in specs["PGD L1 15, U"]                            # L1 and L0 keep steepest descent
     assert "rule" not in specs["PGD Linf 1, U"] and specs["PGD L2 6.0, U"]["step_sizes"] == p["SANITY_STEP_SIZES"]["l2"]

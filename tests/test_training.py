@@ -123,3 +123,39 @@ def test_training_costs_sum_each_models_epochs():
                                     "b": SimpleNamespace(history=[{"loss": 1.0}])})
     assert costs.loc["a", "epochs"] == 2 and costs.loc["a", "training time (s)"] == 6.0
     assert costs.loc["a", "per epoch (s)"] == 3.0 and costs.loc["b", "training time (s)"] == 0.0
+
+
+def test_bf16_training_runs_its_forward_passes_in_bfloat16_and_keeps_float32_weights(mnist_small):
+    torch.manual_seed(0)
+    model = models.MadryCNN(10, width=0.25)
+    seen = []
+    model.fc2.register_forward_hook(lambda module, inputs, out: seen.append(out.dtype))
+    x, y = mnist_small.x_train[:100], mnist_small.y_train[:100]
+    attack = {"norm": "linf", "eps": 0.3, "steps": 2, "step_size": 0.15, "rule": "sign", "random_start": True}
+    hist = train_classifier(None, model, x, y, epochs=1, lr=1e-3, batch_size=50, attack_kwargs=attack,
+                            precision="bf16", progress=False)
+    # per batch: the attack's 2 steps and its last evaluation, then the update's forward pass
+    assert seen == [torch.bfloat16] * 8 and len(hist) == 1
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    seen.clear()
+    train_classifier(None, model, x, y, epochs=1, lr=1e-3, batch_size=50, progress=False)
+    assert seen == [torch.float32] * 2
+
+
+def test_an_unknown_precision_fails_before_training(mnist_small):
+    model = models.MadryCNN(10, width=0.25)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        train_classifier(None, model, mnist_small.x_train[:50], mnist_small.y_train[:50], epochs=1,
+                         precision="fp16", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_the_precision_enters_the_cache_key_only_where_it_is_not_float32(mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    common = dict(width=0.25, epochs=0, lr=1e-3, batch_size=50, seed=0, device="cpu",
+                  attack={"norm": "linf", "eps": 0.3, "steps": 1, "step_size": 0.3})
+    fp32 = artefacts.madry_classifier(cache, mnist_small, **common)
+    bf16 = artefacts.madry_classifier(cache, mnist_small, precision="bf16", **common)
+    assert "precision" not in fp32.config and bf16.config["precision"] == "bf16"
+    assert len(list((tmp_path / "madry_classifier").iterdir())) == 2

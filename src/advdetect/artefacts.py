@@ -78,24 +78,26 @@ def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
 
 
 def madry_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, attack: Mapping,
-                     seed: int, device, warmup: float = 0.0, lr_drops=()) -> Trained:
+                     seed: int, device, warmup: float = 0.0, lr_drops=(), precision: str = "fp32") -> Trained:
     """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start); the budget
-    ramps up from 0.3 eps over ``warmup`` epochs and the learning rate drops tenfold at each of ``lr_drops``."""
+    ramps up from 0.3 eps over ``warmup`` epochs and the learning rate drops tenfold at each of ``lr_drops``;
+    ``precision`` is the training loop's (:func:`~advdetect.training.autocast`)."""
     kwargs = {"rule": "sign", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "seed": seed,
-              "attack": kwargs, "warmup": warmup, "lr_drops": list(lr_drops)}
+              "attack": kwargs, "warmup": warmup, "lr_drops": list(lr_drops),
+              **({"precision": precision} if precision != "fp32" else {})}
     return trained(cache, "madry_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr,
                                                      batch_size=batch_size, seed=seed, attack_kwargs=kwargs,
-                                                     warmup=warmup, lr_drops=lr_drops,
+                                                     warmup=warmup, lr_drops=lr_drops, precision=precision,
                                                      desc="Madry adversarial training"),
                    device)
 
 
 def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: int, lr: float, seed: int, device,
                   monitor: int = 20, select: Mapping | None = None, init: Trained | None = None,
-                  desc: str = "GAT detectors") -> Trained:
+                  precision: str = "fp32", desc: str = "GAT detectors") -> Trained:
     """The K detectors trained together with GAT (Adam on the perturbation, random start). Every epoch logs, for
     Fig 11, the mean over detectors of the natural and adversarial AUC (training attack) on ``monitor`` fixed
     negatives per detector of the training and the test set. With ``select = {"attack": engine keywords, "n":
@@ -104,10 +106,11 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
     of the same network and width) detector k starts as that classifier's logit k
     (:func:`~advdetect.ensemble.bank_from_classifier`, GAT's start on CIFAR-10) instead of at random; with a
     trained :class:`~advdetect.ensemble.DetectorBank` of the same network as ``init``, the detectors continue
-    from it (a curriculum: a larger budget's detectors start from a smaller budget's)."""
+    from it (a curriculum: a larger budget's detectors start from a smaller budget's). ``precision`` is the
+    training steps' (:func:`~advdetect.training.autocast`; monitoring and selection run in float32)."""
     kwargs = {"rule": "adam", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": kwargs,
-              "monitor": monitor}
+              "monitor": monitor, **({"precision": precision} if precision != "fp32" else {})}
     if init is not None:
         config["init"] = identity(init.model)
     sets = {"train": (ds.x_train, ds.y_train), "test": (ds.x_test, ds.y_test)}
@@ -148,7 +151,7 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
                    lambda store, b: gat.train_gat(store, b, ds.x_train, ds.y_train, epochs=epochs, m=m, lr=lr,
                                                   attack_kwargs=kwargs, seed=seed,
                                                   eval_fn=monitor_fn if monitor else None, select_fn=select_fn,
-                                                  desc=desc),
+                                                  precision=precision, desc=desc),
                    device)
 
 
@@ -237,17 +240,20 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
 # ------------------------------------------------------------------------------------------------ baselines
 
 def trades_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, beta: float,
-                      attack: Mapping, seed: int, device, warmup: float = 0.0, lr_drops=()) -> Trained:
+                      attack: Mapping, seed: int, device, warmup: float = 0.0, lr_drops=(),
+                      precision: str = "fp32") -> Trained:
     """TRADES: the Madry CNN (the architecture of the other MNIST classifiers) trained with
-    :func:`~advdetect.baselines.trades_loss` (Adam), with the warm-up and schedule of :func:`madry_classifier`."""
+    :func:`~advdetect.baselines.trades_loss` (Adam), with the warm-up, schedule and precision of
+    :func:`madry_classifier`."""
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "beta": beta,
-              "attack": kwargs, "seed": seed, "warmup": warmup, "lr_drops": list(lr_drops)}
+              "attack": kwargs, "seed": seed, "warmup": warmup, "lr_drops": list(lr_drops),
+              **({"precision": precision} if precision != "fp32" else {})}
     return trained(cache, "trades_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(
                        store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       desc="TRADES", warmup=warmup, lr_drops=lr_drops, batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
+                       desc="TRADES", warmup=warmup, lr_drops=lr_drops, precision=precision, batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
                            mm, xb, yb, beta=beta, attack=scaled_attack(kwargs, scale))),
                    device)
 

@@ -42,7 +42,7 @@ def madry_classifier(cache, ds, s: Mapping, device) -> Trained:
                                         attack=dict(norm="linf", eps=0.3, steps=s["MADRY_STEPS"],
                                                     step_size=s["MADRY_STEP"]),
                                         seed=s["SEED"], device=device, warmup=s["MADRY_WARMUP"],
-                                        lr_drops=s["MADRY_DROPS"])
+                                        lr_drops=s["MADRY_DROPS"], precision=s["PRECISION"])
 
 
 def for_configuration(s: Mapping, key: str, name: str):
@@ -84,7 +84,7 @@ def table6_detectors(cache, ds, name: str, s: Mapping, device) -> Trained:
         cache, ds, attack=attack, width=s["WIDTH"], epochs=for_configuration(s, "GAT_EPOCHS", name), m=s["GAT_M"],
         lr=for_configuration(s, "GAT_LR", name), seed=s["SEED"], device=device,
         monitor=s["MONITOR"] if name == "Linf 0.3" else 0,
-        desc=f"GAT {name}", init=_detector_init(cache, ds, s, device, name),
+        desc=f"GAT {name}", init=_detector_init(cache, ds, s, device, name), precision=s["PRECISION"],
         select={"attack": gat.validation_attack(name), "n": s["SELECT_NEG"]} if s["SELECT_BEST"] else None)
 
 
@@ -94,7 +94,7 @@ def large_step_detectors(cache, ds, steps: int, step: float, s: Mapping, device)
                                    width=s["WIDTH"], epochs=for_configuration(s, "GAT_EPOCHS", "Linf 0.3"), m=s["GAT_M"],
                                    lr=for_configuration(s, "GAT_LR", "Linf 0.3"),
                                    seed=s["SEED"], device=device, monitor=0, init=_detector_init(cache, ds, s, device),
-                                   desc=f"GAT large steps {steps} x {step:g}")
+                                   precision=s["PRECISION"], desc=f"GAT large steps {steps} x {step:g}")
 
 
 def gat_detectors(cache, name: str = "Linf 0.3", profile: str | None = None, device="cpu"):
@@ -221,7 +221,8 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
                                          batch_size=g["MADRY_BATCH"], beta=s["TRADES_BETA"],
                                          attack=dict(norm="linf", eps=0.3, steps=s["TRADES_STEPS"],
                                                      step_size=s["TRADES_STEP"]), seed=g["SEED"], device=device,
-                                         warmup=s["TRADES_WARMUP"], lr_drops=s["TRADES_DROPS"])
+                                         warmup=s["TRADES_WARMUP"], lr_drops=s["TRADES_DROPS"],
+                                         precision=s["TRADES_PRECISION"])
     resisting = artefacts.resisting_vae(cache, ds, width=s["RES_WIDTH"], magnitude=s["RES_M"], epochs=s["RES_EPOCHS"],
                                         lr=s["RES_LR"], batch_size=s["RES_BATCH"], seed=g["SEED"], device=device)
     feature = artefacts.feature_detectors(cache, f.model, ds, n_fit=s["FEATURE_FIT"], n_reference=s["LID_REFERENCE"],

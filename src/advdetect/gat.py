@@ -26,7 +26,7 @@ from .ensemble import DetectorBank
 from .metrics import roc_auc
 from .objectives import Criterion, penalised, raise_logit
 from .runtime import device_of
-from .training import fit, make_optimizer
+from .training import autocast, fit, make_optimizer
 
 
 def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,17 +75,19 @@ def gat_loss(bank: DetectorBank, positives: torch.Tensor, negatives: torch.Tenso
 
 
 def gat_step(bank: DetectorBank, optimizer: torch.optim.Optimizer, positives: torch.Tensor, negatives: torch.Tensor,
-             attack_kwargs: Mapping | None) -> float:
-    """One optimiser step of all K detectors; ``attack_kwargs=None`` trains on clean negatives."""
-    if attack_kwargs is not None:
-        bank.eval()
-        for p in bank.parameters():
-            p.requires_grad_(False)
-        negatives = perturb_negatives(bank, negatives, attack_kwargs)
-        for p in bank.parameters():
-            p.requires_grad_(True)
-        bank.train()
-    loss = gat_loss(bank, positives, negatives)
+             attack_kwargs: Mapping | None, precision: str = "fp32") -> float:
+    """One optimiser step of all K detectors; ``attack_kwargs=None`` trains on clean negatives. ``precision``:
+    the arithmetic of the attack's and the loss's forward passes (:func:`advdetect.training.autocast`)."""
+    with autocast(device_of(bank), precision):
+        if attack_kwargs is not None:
+            bank.eval()
+            for p in bank.parameters():
+                p.requires_grad_(False)
+            negatives = perturb_negatives(bank, negatives, attack_kwargs)
+            for p in bank.parameters():
+                p.requires_grad_(True)
+            bank.train()
+        loss = gat_loss(bank, positives, negatives)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -213,8 +215,8 @@ CIFAR_TABLE3_ATTACKS = ((20, 2.0), (40, 0.5), (200, 0.1), (200, 0.5), (500, 0.5)
 def train_gat(store, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: int, lr: float,
               attack_kwargs: Mapping | None, seed: int = 0, eval_fn: Callable | None = None,
               select_fn: Callable | None = None, optimizer: str = "adam", momentum: float = 0.9,
-              weight_decay: float = 0.0, augment: Callable | None = None, desc: str = "GAT detectors",
-              progress: bool = True) -> list[dict[str, float]]:
+              weight_decay: float = 0.0, augment: Callable | None = None, precision: str = "fp32",
+              desc: str = "GAT detectors", progress: bool = True) -> list[dict[str, float]]:
     """Train the K detectors of ``bank`` together with GAT's objective (Eq. 5), through the checkpoint ``store``
     (see :func:`advdetect.training.fit`).
 
@@ -226,9 +228,10 @@ def train_gat(store, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: 
     weights of its best epoch (GAT: the validation AUC under a 200-step attack), recorded in the history as
     ``best epoch k``. ``optimizer`` is ``"adam"`` (MNIST) or ``"sgd"`` (CIFAR-10: momentum 0.9, weight decay
     2e-4); ``augment(x, generator)`` transforms positives and negatives before the attack (CIFAR-10: random crop
-    and flip).
+    and flip). ``precision`` is that of every step (:func:`gat_step`).
     """
     device = device_of(bank)
+    autocast(device, precision)   # an unknown precision fails before any training
     opt = make_optimizer(bank.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, len(y) // (bank.k * m))
@@ -246,7 +249,7 @@ def train_gat(store, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: 
             if augment is not None:
                 xp = augment(xp.flatten(0, 1), gen).view_as(xp)
                 xn = augment(xn.flatten(0, 1), gen).view_as(xn)
-            losses.append(gat_step(bank, opt, xp.to(device), xn.to(device), attack_kwargs))
+            losses.append(gat_step(bank, opt, xp.to(device), xn.to(device), attack_kwargs, precision))
         stats = {"loss": sum(losses) / len(losses)}
         if eval_fn is not None:
             stats.update(eval_fn(bank))

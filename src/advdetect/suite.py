@@ -291,7 +291,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
     composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
     ``DEEP_STEPS`` steps, and where their rule is APGD's, also the paper objective under fixed steepest steps of
-    ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``). The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
+    ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``) on the threat models of
+    ``DEEP_FIXED_BUDGETS`` (default: every deep one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
     ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
     check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
@@ -300,12 +301,14 @@ def attack_specs(p: Mapping) -> list[dict]:
     losses = p.get("LOSSES")
     wb = {} if losses is None else {"losses": list(losses)}
     deep = {(n, float(e)) for n, e in p.get("DEEP_BUDGETS", [])}
+    fixed = {(n, float(e)) for n, e in p.get("DEEP_FIXED_BUDGETS", p.get("DEEP_BUDGETS", []))}
     for norm, eps in p["BUDGETS"]:
         for targeted in (True, False):
             step = _step(p, norm, eps)
             depth = ({"steps": p["DEEP_STEPS"], "losses": list(p["DEEP_LOSSES"])} if (norm, float(eps)) in deep
                      else {"steps": steps, **wb})
-            if (norm, float(eps)) in deep and step.get("rule") == "apgd" and p.get("DEEP_FIXED_STEP"):
+            if ((norm, float(eps)) in deep and (norm, float(eps)) in fixed and step.get("rule") == "apgd"
+                    and p.get("DEEP_FIXED_STEP")):
                 depth["fixed_step"] = p["DEEP_FIXED_STEP"] * eps
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
                           "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **step, **depth})

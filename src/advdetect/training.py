@@ -120,6 +120,21 @@ def scaled_attack(attack_kwargs: Mapping, scale: float) -> dict:
     return kwargs
 
 
+#: the arithmetic a training loop may run its forward passes in: ``fp32`` (everything in float32) or ``bf16``
+#: (autocast: convolutions and matrix products in bfloat16, the weights, their updates and the input gradients
+#: of the training attack in float32)
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """A context in which forward passes run at ``precision`` (one of :data:`PRECISIONS`) on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 def make_optimizer(params, name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0):
     """``"adam"`` (GAT's MNIST models) or ``"sgd"`` with momentum (GAT's CIFAR-10 detectors: 0.9, wd 2e-4)."""
     if name == "adam":
@@ -134,7 +149,7 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
                      optimizer: str = "adam", momentum: float = 0.9, weight_decay: float = 0.0,
                      augment: Callable | None = None, lr_drops=(), loss_fn: Callable | None = None,
                      predict_fn: Callable | None = None, batch_loss: Callable | None = None,
-                     warmup: float = 0.0, warmup_from: float = 0.3,
+                     warmup: float = 0.0, warmup_from: float = 0.3, precision: str = "fp32",
                      desc: str = "classifier", progress: bool = True) -> list[dict[str, float]]:
     """Cross-entropy training with Adam (GAT's natural MNIST classifier: lr 5e-4, batch 32, 10 epochs) or SGD.
 
@@ -149,8 +164,12 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
 
     ``warmup`` (epochs, may be fractional) ramps the training attack's budget linearly, batch by batch, from
     ``warmup_from`` times ``eps`` to ``eps`` (its step size scales with it): adversarial training from the full
-    budget at the first step can collapse to a constant classifier on MNIST."""
+    budget at the first step can collapse to a constant classifier on MNIST.
+
+    ``precision="bf16"`` runs the training attack's and the loss's forward passes under bfloat16 autocast
+    (:func:`autocast`); the model keeps float32 weights and is evaluated in float32 afterwards."""
     device = device_of(model)
+    autocast(device, precision)   # an unknown precision fails before any training
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     adversary = (objective(ClassifierDefence("adversarial training", model), "cross-entropy")
@@ -168,15 +187,16 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
             idx = order[start:start + batch_size]
             xb, yb = x[idx], y[idx].to(device)
             xb = (augment(xb, gen) if augment is not None else xb).to(device)
-            if attack_kwargs is not None:
-                model.eval()
-                xb = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale)).x_adv
-                model.train()
-            if batch_loss is not None:
-                loss, logits = batch_loss(model, xb, yb, scale)
-            else:
-                logits = model(xb)
-                loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)
+            with autocast(device, precision):
+                if attack_kwargs is not None:
+                    model.eval()
+                    xb = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale)).x_adv
+                    model.train()
+                if batch_loss is not None:
+                    loss, logits = batch_loss(model, xb, yb, scale)
+                else:
+                    logits = model(xb).float()
+                    loss = loss_fn(logits, yb) if loss_fn is not None else F.cross_entropy(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
