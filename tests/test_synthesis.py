@@ -184,6 +184,17 @@ def test_penalty_search_finds_the_smallest_l2_crossing_of_a_linear_boundary():
     # an impossible goal: no success, the input back and an infinite distance
     best_x, l2 = attacks.penalty_search(objective, x, torch.tensor([100.0, 100.0]), rounds=2, steps=10, lr=0.01)
     assert torch.isinf(l2).all() and torch.equal(best_x, x)
+    # a watched, looser criterion (f >= -0.2): its smallest first crossing, beside the aimed one
+    def watching(xa, extra):
+        value, _ = objective(xa, extra)
+        f = xa.flatten(1) @ w - extra[2]
+        return value, torch.stack([f >= 0, f >= -0.2], 1)
+
+    best_x, l2, also_x, also_l2 = attacks.penalty_search(watching, x, b, rounds=12, steps=300, lr=0.01, c_init=1.0)
+    loose = (b - 0.2 - 4 * 0.3) / 2.0
+    assert also_x.shape == (1, *x.shape) and also_l2.shape == (2, 1)
+    assert (also_l2[:, 0] >= loose - 1e-4).all() and (also_l2[:, 0] <= loose * 1.1 + 0.01).all()
+    assert (also_l2[:, 0] < l2).all() and ((also_x[0].flatten(1) @ w - b) >= -0.2 - 1e-5).all()
     # L2-normalised steps instead of Adam find the same crossing; no other step rule is taken
     best_x, l2 = attacks.penalty_search(objective, x, b, rounds=12, steps=300, lr=0.01, c_init=1.0, rule="steepest")
     assert (l2 >= exact - 1e-4).all() and (l2 <= exact * 1.1 + 0.01).all()

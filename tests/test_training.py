@@ -159,3 +159,23 @@ def test_the_precision_enters_the_cache_key_only_where_it_is_not_float32(mnist_s
     bf16 = artefacts.madry_classifier(cache, mnist_small, precision="bf16", **common)
     assert "precision" not in fp32.config and bf16.config["precision"] == "bf16"
     assert len(list((tmp_path / "madry_classifier").iterdir())) == 2
+
+
+def test_gat_and_algorithm1_train_in_bf16_with_float32_weights_and_refuse_unknown_precisions(mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path)
+    attack = {"norm": "linf", "eps": 0.3, "steps": 1, "step_size": 0.1}
+    common = dict(attack=attack, width=0.25, epochs=1, m=4, lr=1e-3, seed=0, device="cpu", monitor=0)
+    bank = artefacts.gat_detectors(cache, mnist_small, precision="bf16", **common)
+    assert bank.config["precision"] == "bf16" and "precision" not in artefacts.gat_detectors(
+        cache, mnist_small, **{**common, "epochs": 0}).config
+    assert all(p.dtype == torch.float32 for p in bank.model.parameters())
+    x, y = mnist_small.x_train[:100], mnist_small.y_train[:100]
+    enc = models.ArcluEncoder(10, width=0.25)
+    means = arclu.class_means(10, l=1, magnitude=10.0)
+    kw = dict(epochs=1, batch_size=50, tau_n=50, attack_kwargs={**attack, "rule": "sign"}, progress=False)
+    hist = arclu.train_arclu(None, enc, x, y, means, precision="bf16", **kw)
+    assert len(hist) == 1 and all(p.dtype == torch.float32 for p in enc.parameters())
+    with pytest.raises(ValueError, match="unknown precision"):
+        arclu.train_arclu(None, enc, x, y, means, precision="half", **kw)
+    with pytest.raises(ValueError, match="unknown precision"):
+        artefacts.gat_detectors(ArtefactCache(tmp_path / "other"), mnist_small, precision="half", **common)

@@ -28,7 +28,7 @@ from .defences import DistanceDefence
 from .metrics import eroc, eroc_interval
 from .objectives import Criterion, objective
 from .runtime import device_of
-from .training import eps_scale, fit, scaled_attack, step_schedule, train_classifier
+from .training import autocast, eps_scale, fit, scaled_attack, step_schedule, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -81,7 +81,8 @@ def balanced_loss(z: torch.Tensor, targets: torch.Tensor, means: torch.Tensor) -
 def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, means: torch.Tensor, *,
                 epochs: int, lr: float = 1e-3, batch_size: int = 100, attack_kwargs: Mapping, fpr: float = 0.01,
                 tau_n: int = 1000, lben: bool = False, seed: int = 0, warmup: float = 0.0,
-                warmup_from: float = 0.3, lr_drops=(), desc: str = "ARCLU", progress: bool = True) -> list[dict[str, float]]:
+                warmup_from: float = 0.3, lr_drops=(), precision: str = "fp32", desc: str = "ARCLU",
+                progress: bool = True) -> list[dict[str, float]]:
     """Algorithm 1 through the checkpoint ``store`` (resumable per epoch, see :func:`advdetect.training.fit`). Per batch B: phase 1 attacks every benign example
     with the adaptive PGD of Eq. 17 (``attack_kwargs``: engine keywords; ARCLU MNIST: L-inf 0.3, 40 sign steps
     of 0.01 from the natural image); an example is successful when it lands inside another class's threshold
@@ -90,8 +91,10 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     ``tau_n`` fixed training images. The history logs the loss, the share of successful attacks and the benign
     training accuracy per epoch. ``warmup`` (epochs) ramps the attack's budget up from ``warmup_from`` times its
     eps, and the learning rate drops tenfold at each epoch of ``lr_drops``, as
-    :func:`advdetect.training.train_classifier` does."""
+    :func:`advdetect.training.train_classifier` does; ``precision`` is the arithmetic of the attack's and the
+    loss's forward passes (:func:`advdetect.training.autocast`; the thresholds are set in float32)."""
     device = device_of(encoder)
+    autocast(device, precision)   # an unknown precision fails before any training
     means = means.to(device)
     k = len(means) - 1
     defence = DistanceDefence("ARCLU (training)", encoder, means)
@@ -109,15 +112,16 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
             scale = eps_scale(epoch + b / batches, warmup, warmup_from)
             idx = order[start:start + batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
-            encoder.eval()
-            for p in encoder.parameters():
-                p.requires_grad_(False)
-            res = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale))
-            for p in encoder.parameters():
-                p.requires_grad_(True)
-            encoder.train()
-            targets = torch.cat([yb, relabel(yb, res.success, k, lben)])
-            z = encoder(torch.cat([xb, res.x_adv]))
+            with autocast(device, precision):
+                encoder.eval()
+                for p in encoder.parameters():
+                    p.requires_grad_(False)
+                res = attacks.attack(adversary, xb, yb, **scaled_attack(attack_kwargs, scale))
+                for p in encoder.parameters():
+                    p.requires_grad_(True)
+                encoder.train()
+                targets = torch.cat([yb, relabel(yb, res.success, k, lben)])
+                z = encoder(torch.cat([xb, res.x_adv])).float()
             loss = balanced_loss(z, targets, means)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

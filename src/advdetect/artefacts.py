@@ -213,16 +213,17 @@ def softmax_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
 
 def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs: int, lr: float, batch_size: int,
                    attack: Mapping, fpr: float, lben: bool, seed: int, device, arch: str = "small cnn",
-                   warmup: float = 0.0, lr_drops=(), desc: str | None = None) -> Trained:
+                   warmup: float = 0.0, lr_drops=(), precision: str = "fp32", desc: str | None = None) -> Trained:
     """ARCLU's detector (Algorithm 1), or the L-Ben ablation with ``lben=True``: the encoder to m = k * l
     dimensions; ``extra["means"]`` holds its cluster means (M = ``magnitude``). ``arch``: ARCLU's small MNIST
-    CNN (``"small cnn"``) or a CIFAR-10 network of :func:`~advdetect.models.cifar_network`."""
+    CNN (``"small cnn"``) or a CIFAR-10 network of :func:`~advdetect.models.cifar_network`. ``precision``: the
+    training steps' arithmetic (:func:`~advdetect.training.autocast`)."""
     k = ds.num_classes
     means = arclu.class_means(k, l=l, magnitude=magnitude)
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "arch": arch, "width": width, "l": l, "M": magnitude, "epochs": epochs, "lr": lr,
               "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed, "warmup": warmup,
-              "lr_drops": list(lr_drops)}
+              "lr_drops": list(lr_drops), **({"precision": precision} if precision != "fp32" else {})}
 
     def build():
         if arch == "small cnn":
@@ -233,7 +234,7 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
                    lambda store, e: arclu.train_arclu(store, e, ds.x_train, ds.y_train, means, epochs=epochs, lr=lr,
                                                       batch_size=batch_size, attack_kwargs=kwargs, fpr=fpr,
                                                       lben=lben, seed=seed, warmup=warmup, lr_drops=lr_drops,
-                                                      desc=desc or ("L-Ben" if lben else "ARCLU")),
+                                                      precision=precision, desc=desc or ("L-Ben" if lben else "ARCLU")),
                    device, extra={"means": means})
 
 

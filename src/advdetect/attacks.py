@@ -490,6 +490,12 @@ def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, roun
     its bounds, or grows tenfold while the bound it moves towards is infinite. Returns, per sample, the
     successful iterate with the smallest L2 perturbation (``x`` where no round succeeded) and that L2 norm
     (``inf`` there).
+
+    An objective whose success is a ``(B, P)`` mask (the criterion the search aims at, then ``P - 1`` watched
+    ones, as :func:`advdetect.objectives.penalised` with ``also``) steers the search by the first column only,
+    and the search also keeps, per watched criterion and sample, the smallest L2 perturbation among the rounds'
+    first iterates that met it: the return value is then ``(best_x, best_l2, also_x, also_l2)`` with ``also_x``
+    of shape ``(P - 1, B, ...)`` (``x`` where never met) and ``also_l2`` of shape ``(B, P - 1)`` (``inf`` there).
     """
     if penalty_on not in ("loss", "distance"):
         raise ValueError(f"penalty_on must be 'loss' or 'distance', got {penalty_on!r}")
@@ -500,6 +506,7 @@ def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, roun
     hi = torch.full((n,), float(c_bounds[1]), device=x.device)
     c = torch.full((n,), float(c_init), device=x.device)
     best_x, best_l2 = x.clone(), torch.full((n,), math.inf, device=x.device)
+    also_x = also_l2 = None
     for _ in range(rounds):
         res = attack(objective, x, (c, x, y), norm="l2", eps=math.inf, steps=steps, step_size=lr, rule=rule,
                      batch_size=batch_size)
@@ -509,8 +516,19 @@ def penalty_search(objective: Objective, x: torch.Tensor, y: Any = None, *, roun
         better = res.success & (l2 < best_l2)
         best_x[better] = res.x_adv[better]
         best_l2 = torch.where(better, l2, best_l2)
+        if res.also is not None:
+            if also_x is None:
+                also_x = x.unsqueeze(0).repeat(len(res.also), *([1] * x.dim()))
+                also_l2 = torch.full((n, len(res.also)), math.inf, device=x.device)
+            for j, xa in enumerate(res.also):
+                d = norms(xa - x, "l2")
+                closer = res.also_success[:, j] & (d < also_l2[:, j])
+                also_x[j, closer] = xa[closer]
+                also_l2[:, j] = torch.where(closer, d, also_l2[:, j])
         grow = res.success if penalty_on == "distance" else ~res.success
         lo = torch.where(grow, c, lo)
         hi = torch.where(grow, hi, c)
         c = torch.where(torch.isinf(hi), c * 10, (lo + hi) / 2)
+    if also_x is not None:
+        return best_x, best_l2, also_x, also_l2
     return best_x, best_l2

@@ -142,7 +142,7 @@ def arclu_detector(cache, ds, c: Mapping, device, *, lben: bool = False) -> Trai
                                     attack=dict(norm="linf", eps=c["EPS"], steps=c["TRAIN_STEPS"],
                                                 step_size=c["TRAIN_STEP"]),
                                     fpr=c["TRAIN_FPR"], lben=lben, seed=c["SEED"], device=device,
-                                    warmup=c["WARMUP"], lr_drops=c["DROPS"])
+                                    warmup=c["WARMUP"], lr_drops=c["DROPS"], precision=c["PRECISION"])
 
 
 def arclu_detectors(cache, ds, c: Mapping, device) -> dict[str, Trained]:

@@ -217,12 +217,12 @@ def objective(defence, loss: str, criterion: Criterion | None = None, targeted: 
 
 
 def penalised(defence, loss: str, criterion: Criterion | None = None, *, penalty_on: str = "loss",
-              targeted: bool = False, hinge: bool = True):
+              targeted: bool = False, hinge: bool = True, also=()):
     """The objective of :func:`advdetect.attacks.penalty_search` (second argument ``(c, x0, labels)``):
     ``||x - x0||_2^2 + c * max(loss, 0)`` (``penalty_on="loss"``, Carlini & Wagner's L2 attack; without
     ``hinge`` the loss is not clipped) or ``loss + c * ||x - x0||_2^2`` (``"distance"``, GAT's Eq. 15), with the
-    ``criterion``'s success."""
-    inner = objective(defence, loss, criterion, targeted)
+    ``criterion``'s success (and the watched criteria ``also``, as :func:`objective`'s)."""
+    inner = objective(defence, loss, criterion, targeted, also=also)
 
     def fn(xa, extra):
         c, x0, labels = extra

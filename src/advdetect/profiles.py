@@ -144,6 +144,8 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "TRAIN_STEP": _by(0.1, 0.15, 0.01),     # cpu: 2.5 eps / steps, as the Madry classifier's
         "WARMUP": _by(0.5, 1.5, 0.0),           # epochs over which the training eps ramps up from 0.3 x 0.3
         "DROPS": _by([], [6], []),              # epochs at which the learning rate drops tenfold
+        # the training steps' arithmetic ("bf16": bfloat16 autocast, as the GAT chapters' PRECISION)
+        "PRECISION": _same("fp32"),
         "TRAIN_FPR": _same(0.01),               # thresholds that decide a training attack's success
         "N_TEST": _by(100, 500, 10000),         # test images attacked (a fixed seeded subset)
         "EVAL_STEPS": _by(10, 100, 1000),       # evaluation attack (paper: 1000 steps, Fig 7)

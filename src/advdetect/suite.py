@@ -179,25 +179,30 @@ def cw_l2(cache, arena: Arena, *, eps: float, searches: int = 5, steps: int = 10
     misclassified with a score under :func:`cw_target` (``kappa`` of the way from tau_p to the class's median
     held-out score: CW's confidence margin, so that the smallest successful perturbation lies below the
     threshold, not on it). Keeps per sample the smallest such perturbation and counts it only within the L2
-    budget ``eps``; a sample without one keeps the input (a failure). Cached. Returns ``{p: examples}``
-    (:func:`advdetect.evaluation.best_per_p`)."""
+    budget ``eps``; a sample without one keeps the input (a failure). The search also watches every operating
+    point's own thresholds (no margin) and keeps, per sample and p, the smallest perturbation among each round's
+    first iterates under tau_p, within the budget too: a candidate where the margin is out of reach but the
+    threshold is not. Cached. Returns ``{p: examples}`` (:func:`advdetect.evaluation.best_per_p`)."""
     runs = {}
     for p in arena.attack_ps:
         run = {"method": "cw", "eps": eps, "searches": searches, "steps": steps, "lr": lr, "c": c_init,
                "loss": loss, "kappa": kappa, "margin": "towards the class median", "p": p,
-               **({"rule": rule} if rule != "adam" else {})}
+               "watched": "every p's thresholds", **({"rule": rule} if rule != "adam" else {})}
 
         def compute(p=p):
             dev = arena.device
             x, y = arena.x.to(dev), arena.y.to(dev)
             criterion = Criterion(cw_target(arena, p, kappa)).to(dev)
-            fn = penalised(arena.defence, loss, criterion, penalty_on="loss")
-            best_x, best_l2 = attacks.penalty_search(fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init,
-                                                     penalty_on="loss", batch_size=500, rule=rule)
-            keep = best_l2 <= eps + 1e-6
-            return {"x_adv": torch.where(keep[:, None, None, None], best_x, x).cpu()}
+            fn = penalised(arena.defence, loss, criterion, penalty_on="loss",
+                           also=[arena.criterion(q).to(dev) for q in arena.ps])
+            best_x, best_l2, also_x, also_l2 = attacks.penalty_search(
+                fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init, penalty_on="loss", batch_size=500,
+                rule=rule)
+            within = [(best_x, best_l2)] + [(also_x[j], also_l2[:, j]) for j in range(len(also_x))]
+            return {"x_adv": torch.stack([torch.where((d <= eps + 1e-6)[:, None, None, None], xa, x)
+                                          for xa, d in within]).cpu()}
 
-        runs[p] = [_cached(cache, arena, run, compute)["x_adv"]]
+        runs[p] = list(_cached(cache, arena, run, compute)["x_adv"])
     return best_per_p(arena, runs)
 
 
