@@ -254,7 +254,8 @@ def trades_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(
                        store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       desc="TRADES", warmup=warmup, lr_drops=lr_drops, precision=precision, batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
+                       desc="TRADES", warmup=warmup, lr_drops=lr_drops, precision=precision,
+                       batch_loss=lambda mm, xb, yb, scale: baselines.trades_loss(
                            mm, xb, yb, beta=beta, attack=scaled_attack(kwargs, scale))),
                    device)
 

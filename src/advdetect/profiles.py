@@ -59,8 +59,8 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
     "MADRY_DROPS": _by([], [8], []),          # epochs at which the learning rate drops tenfold
     # the arithmetic of the Madry classifier's and the detectors' training steps: "bf16" runs their forward passes
     # under bfloat16 autocast (float32 weights; every evaluation in float32). Measured 2026-12-06 on 2 cores:
-    # Madry's 10 epochs 1.35x faster, and the same model strength (clean 0.9885, PGD-100 0.929, AutoAttack 0.892
-    # against 0.9891 / 0.930 / 0.890 in float32); the L-inf 0.3 detectors started from it, trained in bfloat16:
+    # Madry's 10 epochs 1.33x faster side by side, and the same model strength (clean 0.9885, PGD-100 0.929,
+    # AutoAttack 0.892 against 0.9891 / 0.930 / 0.890 in float32); the L-inf 0.3 detectors started from it, trained in bfloat16:
     # AUC 0.9945-0.9998 (mean 0.9979) under the 200-step attack, 500 negatives each (float32: 0.9944, mean
     # 0.9979); benchmarks/mixed_precision.py measures the speed on yours
     "PRECISION": _by("bf16", "bf16", "fp32"),

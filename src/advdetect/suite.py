@@ -297,7 +297,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
     ``DEEP_STEPS`` steps, and where their rule is APGD's, also the paper objective under fixed steepest steps of
     ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``) on the threat models of
-    ``DEEP_FIXED_BUDGETS`` (default: every deep one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest steps of each of
+    ``DEEP_FIXED_BUDGETS`` (default: every deep one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest
+    steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
     ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
     check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
