@@ -304,7 +304,10 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "TRADES_STEP": _by(0.1, 0.15, 0.01),
         "TRADES_WARMUP": _by(0.5, 1.5, 0.0),      # the Madry classifier's eps warm-up and schedule (GAT chapters)
         "TRADES_DROPS": _by([], [8], []),
-    "TRADES_PRECISION": _by("bf16", "bf16", "fp32"),   # its training's arithmetic (the Madry classifier's PRECISION)
+    # its training's arithmetic (as the GAT chapters' PRECISION). Trained in bfloat16 (2026-12-06) it reached clean
+    # 0.983, PGD-100 0.918 (1,000 images) and AutoAttack 0.896 (500), just under the book's aims of 0.92 and 0.90
+    # that the float32 model meets (0.936, 0.910): TRADES stays in float32
+    "TRADES_PRECISION": _same("fp32"),
         "TRADES_AA_N": _by(20, 500, 10000),       # TRADES under PGD-100 and AutoAttack (standard) on this many
         "TRADES_N": _by(50, 1000, 10000),         # test images (PGD-100) and the first TRADES_AA_N of them
         # Resisting (Ghosh et al. 2019): a Gaussian-mixture VAE; ARCLU gives only "a 10-layer CNN VAE" on MNIST
