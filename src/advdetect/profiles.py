@@ -62,7 +62,8 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
     # Madry's 10 epochs 1.33x faster side by side, and the same model strength (clean 0.9885, PGD-100 0.929,
     # AutoAttack 0.892 against 0.9891 / 0.930 / 0.890 in float32); the L-inf 0.3 detectors started from it, trained in bfloat16:
     # AUC 0.9945-0.9998 (mean 0.9979) under the 200-step attack, 500 negatives each (float32: 0.9944, mean
-    # 0.9979); benchmarks/mixed_precision.py measures the speed on yours
+    # 0.9979); the L-inf 0.5 system continued from them in bfloat16: worst of ten 0.9685 (float32: 0.9673);
+    # benchmarks/mixed_precision.py measures the speed on yours
     "PRECISION": _by("bf16", "bf16", "fp32"),
     # what the detectors start from: "scratch" (GAT on MNIST) or "madry", the robust classifier's logit k (GAT's
     # start on CIFAR-10 is a classifier's logit k too, a natural one there)
