@@ -28,7 +28,7 @@ from .defences import DistanceDefence
 from .metrics import eroc, eroc_interval
 from .objectives import Criterion, objective
 from .runtime import device_of
-from .training import autocast, eps_scale, fit, scaled_attack, step_schedule, train_classifier
+from .training import autocast, check_precision, eps_scale, fit, scaled_attack, step_schedule, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -94,7 +94,7 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     :func:`advdetect.training.train_classifier` does; ``precision`` is the arithmetic of the attack's and the
     loss's forward passes (:func:`advdetect.training.autocast`; the thresholds are set in float32)."""
     device = device_of(encoder)
-    autocast(device, precision)   # an unknown precision fails before any training
+    check_precision(precision)
     means = means.to(device)
     k = len(means) - 1
     defence = DistanceDefence("ARCLU (training)", encoder, means)

@@ -77,6 +77,12 @@ def natural_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch
                    device)
 
 
+def _precision(precision: str) -> dict:
+    """The part of a cached model's configuration that names its training precision: nothing for float32, so that
+    the entries trained before precisions existed stay valid."""
+    return {} if precision == "fp32" else {"precision": precision}
+
+
 def madry_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_size: int, attack: Mapping,
                      seed: int, device, warmup: float = 0.0, lr_drops=(), precision: str = "fp32") -> Trained:
     """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start); the budget
@@ -85,7 +91,7 @@ def madry_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_s
     kwargs = {"rule": "sign", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "seed": seed,
               "attack": kwargs, "warmup": warmup, "lr_drops": list(lr_drops),
-              **({"precision": precision} if precision != "fp32" else {})}
+              **_precision(precision)}
     return trained(cache, "madry_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(store, m, ds.x_train, ds.y_train, epochs=epochs, lr=lr,
@@ -110,7 +116,7 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
     training steps' (:func:`~advdetect.training.autocast`; monitoring and selection run in float32)."""
     kwargs = {"rule": "adam", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": kwargs,
-              "monitor": monitor, **({"precision": precision} if precision != "fp32" else {})}
+              "monitor": monitor, **_precision(precision)}
     if init is not None:
         config["init"] = identity(init.model)
     sets = {"train": (ds.x_train, ds.y_train), "test": (ds.x_test, ds.y_test)}
@@ -223,7 +229,7 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "arch": arch, "width": width, "l": l, "M": magnitude, "epochs": epochs, "lr": lr,
               "batch": batch_size, "attack": kwargs, "fpr": fpr, "lben": lben, "seed": seed, "warmup": warmup,
-              "lr_drops": list(lr_drops), **({"precision": precision} if precision != "fp32" else {})}
+              "lr_drops": list(lr_drops), **_precision(precision)}
 
     def build():
         if arch == "small cnn":
@@ -249,7 +255,7 @@ def trades_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_
     kwargs = {"rule": "sign", **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "beta": beta,
               "attack": kwargs, "seed": seed, "warmup": warmup, "lr_drops": list(lr_drops),
-              **({"precision": precision} if precision != "fp32" else {})}
+              **_precision(precision)}
     return trained(cache, "trades_classifier", config,
                    lambda: MadryCNN(ds.num_classes, in_channels=ds.shape[0], image_size=ds.shape[1], width=width),
                    lambda store, m: train_classifier(

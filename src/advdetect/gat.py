@@ -26,7 +26,7 @@ from .ensemble import DetectorBank
 from .metrics import roc_auc
 from .objectives import Criterion, penalised, raise_logit
 from .runtime import device_of
-from .training import autocast, fit, make_optimizer
+from .training import autocast, check_precision, fit, make_optimizer
 
 
 def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +231,7 @@ def train_gat(store, bank, x: torch.Tensor, y: torch.Tensor, *, epochs: int, m: 
     and flip). ``precision`` is that of every step (:func:`gat_step`).
     """
     device = device_of(bank)
-    autocast(device, precision)   # an unknown precision fails before any training
+    check_precision(precision)
     opt = make_optimizer(bank.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, len(y) // (bank.k * m))

@@ -60,10 +60,10 @@ _GAT_TRAINING: dict[str, dict[str, Any]] = {
     # the arithmetic of the Madry classifier's and the detectors' training steps: "bf16" runs their forward passes
     # under bfloat16 autocast (float32 weights; every evaluation in float32). Measured 2026-12-06 on 2 cores:
     # Madry's 10 epochs 1.33x faster side by side, and the same model strength (clean 0.9885, PGD-100 0.929,
-    # AutoAttack 0.892 against 0.9891 / 0.930 / 0.890 in float32); the L-inf 0.3 detectors started from it, trained in bfloat16:
-    # AUC 0.9945-0.9998 (mean 0.9979) under the 200-step attack, 500 negatives each (float32: 0.9944, mean
-    # 0.9979); the L-inf 0.5 system continued from them in bfloat16: worst of ten 0.9685 (float32: 0.9673);
-    # benchmarks/mixed_precision.py measures the speed on yours
+    # AutoAttack 0.892 against 0.9891 / 0.930 / 0.890 in float32); the L-inf 0.3 detectors started from it and
+    # trained in bfloat16: AUC 0.9945-0.9998 (mean 0.9979) under the 200-step attack, 500 negatives each
+    # (float32: worst 0.9944, mean 0.9979); the L-inf 0.5 system continued from them in bfloat16: worst of ten
+    # 0.9685 (float32: 0.9673); benchmarks/mixed_precision.py measures the speed on yours
     "PRECISION": _by("bf16", "bf16", "fp32"),
     # what the detectors start from: "scratch" (GAT on MNIST) or "madry", the robust classifier's logit k (GAT's
     # start on CIFAR-10 is a classifier's logit k too, a natural one there)
@@ -305,10 +305,10 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "TRADES_STEP": _by(0.1, 0.15, 0.01),
         "TRADES_WARMUP": _by(0.5, 1.5, 0.0),      # the Madry classifier's eps warm-up and schedule (GAT chapters)
         "TRADES_DROPS": _by([], [8], []),
-    # its training's arithmetic (as the GAT chapters' PRECISION). Trained in bfloat16 (2026-12-06) it reached clean
-    # 0.983, PGD-100 0.918 (1,000 images) and AutoAttack 0.896 (500), just under the book's aims of 0.92 and 0.90
-    # that the float32 model meets (0.936, 0.910): TRADES stays in float32
-    "TRADES_PRECISION": _same("fp32"),
+        # its training's arithmetic (as the GAT chapters' PRECISION). Trained in bfloat16 (2026-12-06) it reached
+        # clean 0.983, PGD-100 0.918 (1,000 images) and AutoAttack 0.896 (500), just under the book's aims of 0.92
+        # and 0.90 that the float32 model meets (0.936, 0.910): TRADES stays in float32
+        "TRADES_PRECISION": _same("fp32"),
         "TRADES_AA_N": _by(20, 500, 10000),       # TRADES under PGD-100 and AutoAttack (standard) on this many
         "TRADES_N": _by(50, 1000, 10000),         # test images (PGD-100) and the first TRADES_AA_N of them
         # Resisting (Ghosh et al. 2019): a Gaussian-mixture VAE; ARCLU gives only "a 10-layer CNN VAE" on MNIST

@@ -126,11 +126,17 @@ def scaled_attack(attack_kwargs: Mapping, scale: float) -> dict:
 PRECISIONS = ("fp32", "bf16")
 
 
-def autocast(device: torch.device, precision: str = "fp32"):
-    """A context in which forward passes run at ``precision`` (one of :data:`PRECISIONS`) on ``device``."""
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them (a training loop calls
+    this before its first step)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """A context in which forward passes run at ``precision`` (one of :data:`PRECISIONS`) on ``device``."""
+    if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
@@ -169,7 +175,7 @@ def train_classifier(store, model: torch.nn.Module, x: torch.Tensor, y: torch.Te
     ``precision="bf16"`` runs the training attack's and the loss's forward passes under bfloat16 autocast
     (:func:`autocast`); the model keeps float32 weights and is evaluated in float32 afterwards."""
     device = device_of(model)
-    autocast(device, precision)   # an unknown precision fails before any training
+    check_precision(precision)
     optimizer = make_optimizer(model.parameters(), optimizer, lr, momentum=momentum, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     adversary = (objective(ClassifierDefence("adversarial training", model), "cross-entropy")
