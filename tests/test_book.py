@@ -43,8 +43,8 @@ def test_source_notebooks_are_stripped_and_open_with_a_parameters_cell(path):
 #: the figures the book glues for its readers (issue 14), by the chapter that glues them
 GLUED = {"02_gat_detectors": {"natural_clean_accuracy", "madry_clean_accuracy", "madry_pgd100_accuracy",
                               "madry_autoattack_accuracy", "gat_linf03_auc_min", "gat_linf03_auc_mean"},
-         "04_cluster_separation": {"arclu_own_check_asr5", "arclu_own_check_eroc"},
-         "05_adaptive_attacks": {"trades_pgd100_accuracy", "trades_autoattack_accuracy"}}
+         "04_cluster_separation": {"arclu_own_check_asr5", "arclu_own_check_eroc", "trades_pgd100_accuracy",
+                                   "trades_autoattack_accuracy"}}
 #: committed chapters known to predate the glue of issue 14 (strict: the mark fails once the chapter glues it)
 STALE: dict[str, str] = {}
 COMMITTED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=STALE[p.stem])) if p.stem in STALE else p

@@ -56,8 +56,9 @@ CELL_TIMEOUT = {"smoke": 900, "cpu": 3 * 3600, "paper": 48 * 3600}
 #: the order a parallel build starts chapters in (NN prefixes; chapters not named follow in the order of
 #: ``_toc.yml``): the motivation chapter trains the classifiers, the Eq. 10 encoder and the L-inf 0.3 detectors
 #: that every later chapter starts from; the density chapter needs nothing and fills the other core meanwhile;
-#: the cluster chapter (ARCLU) needs only the motivation chapter's encoder, the GAT chapter its classifiers;
-#: the attack chapter needs ARCLU's detectors; GAT's second chapter needs all of Table 6's detectors
+#: the cluster chapter (ARCLU, L-Ben and ARCLU's baselines TRADES and Resisting) needs only the motivation
+#: chapter's encoder, the GAT chapter its classifiers; the attack chapter needs the cluster chapter's models and
+#: only trains what is quick (LID, MAHA); GAT's second chapter needs all of Table 6's detectors
 PARALLEL_ORDER = ("01", "00", "04", "02", "05", "03", "06")
 #: chapters that read the executed copies of the chapters before them (a parallel build starts them last)
 READS_OTHERS = ("07",)

@@ -204,27 +204,39 @@ def overlap_figure(cache, studies: dict, *, seed: int = 0, perplexity: float = 3
 
 # ------------------------------------------------------------------------------------ head to head (ch. 05)
 
+def arclu_baselines(cache, profile: str, device) -> dict[str, Trained]:
+    """The baselines of ARCLU's Table 1 that only the cluster separation chapter trains, from its settings at
+    ``profile``: TRADES (``TRADES_*``, on the GAT chapters' data and network, with their Madry classifier's batch
+    and learning rate) and Resisting's Gaussian-mixture VAE (``RES_*``). Returns {"TRADES": ..., "Resisting VAE":
+    ...}; the head-to-head chapter loads the same artefacts."""
+    g = profiles.defaults("gat_detectors", profile)
+    c = profiles.defaults("cluster_separation", profile)
+    ds = load_for(g)
+    trades = artefacts.trades_classifier(cache, ds, width=g["WIDTH"], epochs=c["TRADES_EPOCHS"], lr=g["MADRY_LR"],
+                                         batch_size=g["MADRY_BATCH"], beta=c["TRADES_BETA"],
+                                         attack=dict(norm="linf", eps=0.3, steps=c["TRADES_STEPS"],
+                                                     step_size=c["TRADES_STEP"]), seed=g["SEED"], device=device,
+                                         warmup=c["TRADES_WARMUP"], lr_drops=c["TRADES_DROPS"],
+                                         precision=c["TRADES_PRECISION"])
+    resisting = artefacts.resisting_vae(cache, ds, width=c["RES_WIDTH"], magnitude=c["RES_M"], epochs=c["RES_EPOCHS"],
+                                        lr=c["RES_LR"], batch_size=c["RES_BATCH"], seed=g["SEED"], device=device)
+    return {"TRADES": trades, "Resisting VAE": resisting}
+
+
 def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, Defence], dict[str, Trained]]:
     """The head-to-head chapter's eleven defences at ``profile``: GAT's natural classifier, robust classifier and
-    L-inf 0.3 detectors as the GAT chapters train them, ARCLU and L-Ben as the cluster separation chapter
-    trains them, and what only this chapter needs, from its settings ``s``: TRADES (``TRADES_*``, on the GAT
-    chapters' data and network), Resisting's Gaussian-mixture VAE (``RES_*``), Feature Squeezing
-    (``FS_MEDIAN``), LID and MAHA (``FEATURE_FIT`` images, ``LID_K`` neighbours among ``LID_REFERENCE``).
-    Returns (defences, the trained models by name)."""
+    L-inf 0.3 detectors as the GAT chapters train them, ARCLU, L-Ben, TRADES and Resisting as the cluster
+    separation chapter trains them (:func:`arclu_baselines`), and what only this chapter needs, from its settings
+    ``s``: Feature Squeezing (``FS_MEDIAN``), LID and MAHA (``FEATURE_FIT`` images, ``LID_K`` neighbours among
+    ``LID_REFERENCE``). Returns (defences, the trained models by name)."""
     g = profiles.defaults("gat_detectors", profile)
     ds = load_for(g)
     bank = table6_detectors(cache, ds, "Linf 0.3", g, device)
     f, robust = gat_classifiers(cache, ds, g, device)
     c = profiles.defaults("cluster_separation", profile)
     encoders = arclu_detectors(cache, load_for(c), c, device)
-    trades = artefacts.trades_classifier(cache, ds, width=g["WIDTH"], epochs=s["TRADES_EPOCHS"], lr=g["MADRY_LR"],
-                                         batch_size=g["MADRY_BATCH"], beta=s["TRADES_BETA"],
-                                         attack=dict(norm="linf", eps=0.3, steps=s["TRADES_STEPS"],
-                                                     step_size=s["TRADES_STEP"]), seed=g["SEED"], device=device,
-                                         warmup=s["TRADES_WARMUP"], lr_drops=s["TRADES_DROPS"],
-                                         precision=s["TRADES_PRECISION"])
-    resisting = artefacts.resisting_vae(cache, ds, width=s["RES_WIDTH"], magnitude=s["RES_M"], epochs=s["RES_EPOCHS"],
-                                        lr=s["RES_LR"], batch_size=s["RES_BATCH"], seed=g["SEED"], device=device)
+    baselines = arclu_baselines(cache, profile, device)
+    trades, resisting = baselines["TRADES"], baselines["Resisting VAE"]
     feature = artefacts.feature_detectors(cache, f.model, ds, n_fit=s["FEATURE_FIT"], n_reference=s["LID_REFERENCE"],
                                           k=s["LID_K"], attack=dict(norm="linf", eps=0.3, steps=g["MADRY_STEPS"],
                                                                     step_size=g["MADRY_STEP"]), seed=g["SEED"])
