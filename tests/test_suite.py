@@ -715,3 +715,20 @@ def test_sanity_checks_fail_where_a_papers_own_attack_beats_the_suite():
 def test_score_unit_is_the_spread_of_the_finite_held_out_scores():   # AutoAttack's composite classifier
     assert evaluation.score_unit(torch.tensor([1.0, 3.0, float("inf")])) == pytest.approx(2 ** 0.5)
     assert evaluation.score_unit(torch.zeros(5)) == 1.0 and evaluation.score_unit(torch.ones(1)) == 1.0
+
+
+def test_suite_costs_sum_each_defences_seconds_by_kind_of_attack():
+    specs = SPECS[:2] + [{"name": "PGD Linf 0.3, T", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3},
+                         {"name": "CW L2 2.0", "table": 4, "method": "cw", "eps": 2.0}] + SPECS[2:]
+    result = _fake_suite({s["name"]: [1] * 10 for s in specs}, specs)
+    result.arenas["E"] = result.arenas["D"]
+    for i, s in enumerate(specs):
+        result.results[("D", s["name"])]["seconds"] = float(i + 1)
+        result.results[("E", s["name"])] = {**result.results[("D", s["name"])], "seconds": 10.0}
+    table = reports.suite_costs(result)
+    assert list(table.index) == ["D", "E", "total"]
+    assert list(table.columns) == ["PGD Linf 0.3", "PGD Linf 0.4", "CW L2 2.0", "unbounded budgets", "black-box",
+                                   "AutoAttack", "total"]
+    assert table.loc["D", "PGD Linf 0.3"] == 1 + 3                       # targeted and untargeted together
+    assert table.loc["D", "total"] == sum(range(1, len(specs) + 1))
+    assert table.loc["E", "PGD Linf 0.3"] == 20 and table.loc["total", "total"] == table.loc[["D", "E"], "total"].sum()

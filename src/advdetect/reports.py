@@ -243,6 +243,32 @@ def training_costs(models: Mapping[str, object]) -> pd.DataFrame:
     return pd.DataFrame(rows).T.rename_axis("model").astype({"epochs": int})
 
 
+#: the column of :func:`suite_costs` each kind of attack of the suite falls in (PGD rows of Table 2: their threat
+#: model)
+_FAMILIES = {"mt": "multi-targeted", 3: "black-box", "sanity": "unbounded budgets", "apgd": "APGD check",
+             "aa": "AutoAttack"}
+
+
+def suite_costs(result: SuiteResult) -> pd.DataFrame:
+    """Where a suite run's time went: seconds of each defence (rows, with a ``total`` row) on each kind of attack
+    (columns: Table 2's PGD per threat model, targeted and untargeted together; Table 4's attacks by name; the
+    multi-targeted attack, the black-box attacks, the unbounded budgets, the APGD check and AutoAttack; and
+    ``total``), as each (defence, attack) task took in this run (a task loaded from the cache: its loading
+    time). The convergence runs and the papers' own attacks are not included."""
+    rows: dict[str, dict[str, float]] = {}
+    for d in result.defences:
+        row: dict[str, float] = {}
+        for s in result.specs:
+            col = (f"PGD {attack_name(s['norm'], s['eps'])}" if s["table"] == 2 else
+                   s["name"] if s["table"] == 4 else _FAMILIES.get(s["table"], str(s["table"])))
+            row[col] = row.get(col, 0.0) + float(result.results[(d, s["name"])]["seconds"])
+        rows[d] = row
+    table = pd.DataFrame(rows).T
+    table["total"] = table.sum(1)
+    table.loc["total"] = table.sum(0)
+    return table.rename_axis("defence")
+
+
 #: The book's aims for its models at the cpu and paper profiles, stated once: a lower bound, or ``("<=", bound)``
 #: for an attack's success ratio. The classifiers' aims are the field's figures for this network (Madry's
 #: challenge, TRADES); the detectors' are GAT Tables 1, 11 and 12; ARCLU's is the authors' own quick check.
