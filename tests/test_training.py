@@ -103,6 +103,8 @@ def test_aims_are_reported_met_missed_or_not_measured():
     assert lines[2].startswith("* c: not measured") and lines[3].startswith("* d: not measured")
     upper = reports.against_aims({"asr": 0.10, "asr2": 0.15}, {"asr": ("<=", 0.12), "asr2": ("<=", 0.12)})
     assert upper.splitlines() == ["* asr: 0.100 (aim <= 0.12: met)", "* asr2: 0.150 (aim <= 0.12: **missed** by 0.030)"]
+    # a miss smaller than the digits shown gets the digits it needs, never "missed by 0.000"
+    assert reports.against_aims({"e": 0.9899}, {"e": 0.99}) == "* e: 0.9899 (aim >= 0.99: **missed** by 0.0001)"
 
 
 def test_the_books_aims_are_stated_once_and_unknown_figures_are_refused():

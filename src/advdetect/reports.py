@@ -310,8 +310,11 @@ def against_aims(values: Mapping[str, float], aims: Mapping[str, float | tuple[s
             lines.append(f"* {name}: not measured in this run (aim {op} {bound:g})")
             continue
         met = got >= bound if op == ">=" else got <= bound
-        verdict = "met" if met else f"**missed** by {abs(got - bound):.{digits}f}"
-        lines.append(f"* {name}: {got:.{digits}f} (aim {op} {bound:g}: {verdict})")
+        shown = digits   # enough digits that a miss never reads as "missed by 0.000"
+        while not met and shown < 6 and round(abs(got - bound), shown) == 0:
+            shown += 1
+        verdict = "met" if met else f"**missed** by {abs(got - bound):.{shown}f}"
+        lines.append(f"* {name}: {got:.{shown}f} (aim {op} {bound:g}: {verdict})")
     return "\n".join(lines)
 
 
