@@ -732,3 +732,19 @@ def test_suite_costs_sum_each_defences_seconds_by_kind_of_attack():
     assert table.loc["D", "PGD Linf 0.3"] == 1 + 3                       # targeted and untargeted together
     assert table.loc["D", "total"] == sum(range(1, len(specs) + 1))
     assert table.loc["E", "PGD Linf 0.3"] == 20 and table.loc["total", "total"] == table.loc[["D", "E"], "total"].sum()
+
+
+def test_decision_attacks_start_only_from_points_that_stay_adversarial_in_the_batch_they_are_given():
+    def model(x):   # a decision that moves with the batch size, as a CPU's rounding can
+        return x.flatten(1)[:, 0] + 0.01 * len(x)
+
+    def adversarial(labels):
+        return lambda inputs, outputs: outputs > 0.5
+
+    start = torch.tensor([0.47, 0.2, 0.49, 0.6]).reshape(4, 1, 1, 1)
+    labels = torch.zeros(4, dtype=torch.long)
+    assert (model(start) > 0.5).tolist() == [True, False, True, True]          # the whole batch: three pass
+    valid = blackbox.usable_starts(model, adversarial, start, labels)
+    assert valid.tolist() == [False, False, True, True]                        # in their own batch, two stay
+    assert bool((model(start[valid]) > 0.5).all())
+    assert not blackbox.usable_starts(model, adversarial, start[:2] * 0, labels[:2]).any()

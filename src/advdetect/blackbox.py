@@ -106,6 +106,28 @@ def starting_points(arena: Arena) -> torch.Tensor:
     return pool[d.argmin(1)]
 
 
+@torch.no_grad()
+def usable_starts(model, adversarial, start: torch.Tensor, labels: torch.Tensor, rounds: int = 5) -> torch.Tensor:
+    """Which starting points a decision-based attack can use: those that ``adversarial(labels)`` (a criterion
+    called on ``(inputs, model outputs)``) accepts when the model sees exactly the batch the attack will give it,
+    ``start[mask]``. A start near the decision boundary can pass in one batch and fail in a smaller one (a CPU's
+    convolutions round differently with the batch size), and foolbox then refuses the whole run; so the check is
+    repeated on the surviving batch until it holds for all of it. Returns the boolean mask."""
+    valid = torch.as_tensor(adversarial(labels)(start, model(start))).bool().clone()
+    for _ in range(rounds):
+        idx = valid.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        again = torch.as_tensor(adversarial(labels[idx])(start[idx], model(start[idx]))).bool()
+        if bool(again.all()):
+            return valid
+        valid[idx[~again]] = False
+    else:
+        raise RuntimeError(f"no batch of starting points stayed adversarial after {rounds} checks; the model's "
+                           "decisions are not reproducible on the same inputs")
+    return valid
+
+
 def hsj(arena: Arena, *, norm: str, eps: float, steps: int, initial_evals: int = 100,
         max_evals: int = 10_000) -> torch.Tensor:
     """HopSkipJump (foolbox 3; Chen et al. 2020), decision-based, with the arena's criterion ("misclassified and
@@ -139,8 +161,7 @@ def hsj(arena: Arena, *, norm: str, eps: float, steps: int, initial_evals: int =
                                           max_gradient_eval_steps=max_evals, constraint=norm)
     x0 = arena.x.to(dev)
     start = starting_points(arena).to(dev)
-    with torch.no_grad():
-        valid = Adversarial(labels)(start, model(start))  # a start that is not adversarial cannot be used
+    valid = usable_starts(model, Adversarial, start, labels)
     x_adv = x0.clone()
     if bool(valid.any()):
         x_adv[valid] = attack.run(fmodel, x0[valid], Adversarial(labels[valid]), starting_points=start[valid])
