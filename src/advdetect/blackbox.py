@@ -16,6 +16,7 @@ an attack runs, not with the package.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import warnings
@@ -132,14 +133,19 @@ def hsj(arena: Arena, *, norm: str, eps: float, steps: int, initial_evals: int =
         max_evals: int = 10_000) -> torch.Tensor:
     """HopSkipJump (foolbox 3; Chen et al. 2020), decision-based, with the arena's criterion ("misclassified and
     not rejected") as foolbox criterion, started from :func:`starting_points`. Returns the examples it reached
-    when within ``eps``, else the input (a failure)."""
+    when within ``eps``, else the input (a failure).
+
+    The defence runs in float64 here (a copy of it): foolbox's binary search brings each example to within about
+    1e-6 of the decision boundary and then asserts that it is still adversarial, and in float32 the rounding of a
+    defence whose batches change with the other inputs (GAT's integrated classifier runs each input through its
+    predicted class's detector only, in per-class batches) can flip a decision that close, which stops the run."""
     import eagerpy as ep
     import foolbox as fb
 
     dev = arena.device
     k = arena.defence.num_classes
     criterion = arena.criterion().to(dev)
-    model = DecisionModel(arena.defence).to(dev).eval()
+    model = DecisionModel(copy.deepcopy(arena.defence).double()).to(dev).eval()
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=dev)
     labels = arena.y.to(dev)
 
@@ -159,15 +165,15 @@ def hsj(arena: Arena, *, norm: str, eps: float, steps: int, initial_evals: int =
     torch.manual_seed(arena.seed)
     attack = fb.attacks.HopSkipJumpAttack(steps=steps, initial_gradient_eval_steps=initial_evals,
                                           max_gradient_eval_steps=max_evals, constraint=norm)
-    x0 = arena.x.to(dev)
-    start = starting_points(arena).to(dev)
+    x0 = arena.x.to(dev).double()
+    start = starting_points(arena).to(dev).double()
     valid = usable_starts(model, Adversarial, start, labels)
     x_adv = x0.clone()
     if bool(valid.any()):
         x_adv[valid] = attack.run(fmodel, x0[valid], Adversarial(labels[valid]), starting_points=start[valid])
     dist = attacks.norms(x_adv - x0, norm)
     keep = valid & (dist <= eps + 1e-6)
-    return torch.where(keep[:, None, None, None], x_adv, x0).cpu()
+    return torch.where(keep[:, None, None, None], x_adv, x0).float().cpu()
 
 
 # ------------------------------------------------------------------------------------ AutoAttack, independent

@@ -215,8 +215,9 @@ def nes(cache, arena: Arena, **kwargs) -> torch.Tensor:
 
 
 def hsj(cache, arena: Arena, **kwargs) -> torch.Tensor:
-    """:func:`advdetect.blackbox.hsj`, cached."""
-    return _cached(cache, arena, {"method": "hsj", **kwargs},
+    """:func:`advdetect.blackbox.hsj`, cached (its defence runs in float64: the key says so, so that runs made
+    in float32 before are not reused)."""
+    return _cached(cache, arena, {"method": "hsj", "precision": "float64", **kwargs},
                    lambda: {"x_adv": blackbox.hsj(arena, **kwargs)})["x_adv"]
 
 
