@@ -748,3 +748,13 @@ def test_decision_attacks_start_only_from_points_that_stay_adversarial_in_the_ba
     assert valid.tolist() == [False, False, True, True]                        # in their own batch, two stay
     assert bool((model(start[valid]) > 0.5).all())
     assert not blackbox.usable_starts(model, adversarial, start[:2] * 0, labels[:2]).any()
+
+
+def test_judges_verdict_needs_intervals_apart_and_names_a_split():
+    claim = "the claim"
+    assert reports.judges_verdict({"kNN": (0.5, 0.1), "CNN": (0.6, 0.1)}, 200, claim) == "Every judge agrees with the claim"
+    assert reports.judges_verdict({"kNN": (0.1, 0.5)}, 200, claim) == "Every judge goes against the claim"
+    assert "does not decide" in reports.judges_verdict({"kNN": (0.04, 0.02), "CNN": (0.05, 0.03)}, 200, claim)
+    split = reports.judges_verdict({"kNN": (0.04, 0.02), "CNN": (0.14, 0.03)}, 200, claim)   # chapter 06's case
+    assert split.startswith("The judges differ") and "for the kNN judge the two 95% intervals overlap" in split
+    assert "for the CNN judge the first shows it more often" in split

@@ -223,6 +223,16 @@ def arclu_baselines(cache, profile: str, device) -> dict[str, Trained]:
     return {"TRADES": trades, "Resisting VAE": resisting}
 
 
+def robust_classifiers(cache, profile: str, device) -> dict[str, ClassifierDefence]:
+    """The two adversarially trained classifiers at ``profile`` as defences without a detector: the GAT
+    chapters' Madry classifier and the cluster separation chapter's TRADES (:func:`arclu_baselines`)."""
+    g = profiles.defaults("gat_detectors", profile)
+    _, robust = gat_classifiers(cache, load_for(g), g, device)
+    trades = arclu_baselines(cache, profile, device)["TRADES"]
+    return {"Madry": ClassifierDefence("Madry", robust.model, kind="robust classifier", recipe="madry"),
+            "TRADES": ClassifierDefence("TRADES", trades.model, kind="robust classifier", recipe="trades")}
+
+
 def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, Defence], dict[str, Trained]]:
     """The head-to-head chapter's eleven defences at ``profile``: GAT's natural classifier, robust classifier and
     L-inf 0.3 detectors as the GAT chapters train them, ARCLU, L-Ben, TRADES and Resisting as the cluster
@@ -246,8 +256,7 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
         "ARCLU": distance_defence("ARCLU", encoders["ARCLU"]),
         "L-Ben": distance_defence("L-Ben", encoders["L-Ben"]),
         "Vanilla": ClassifierDefence("Vanilla", f.model),
-        "Madry": ClassifierDefence("Madry", robust.model, kind="robust classifier", recipe="madry"),
-        "TRADES": ClassifierDefence("TRADES", trades.model, kind="robust classifier", recipe="trades"),
+        **robust_classifiers(cache, profile, device),
         "Resisting": ResistingDefence("Resisting", resisting.model),
         "FS": FeatureSqueezing(f.model, size=s["FS_MEDIAN"]),
         "LID": feature["LID"].model,

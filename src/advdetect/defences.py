@@ -111,6 +111,10 @@ class Defence(nn.Module):
             scores.append(s.float().cpu())
         return torch.cat(preds), torch.cat(scores)
 
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+        """The share of ``x`` classified as ``y`` (before any rejection)."""
+        return float((self.decide(x, batch_size)[0] == y.cpu()).float().mean())
+
     @torch.no_grad()
     def represent(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The representations of ``x`` (any device), batched; returned on the CPU."""

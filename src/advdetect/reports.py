@@ -173,6 +173,27 @@ def clearly_above(a: tuple[float, int], b: tuple[float, int]) -> bool:
     return interval_order(proportion_ci(round(a[0] * a[1]), a[1]), proportion_ci(round(b[0] * b[1]), b[1])) == 1
 
 
+def judges_verdict(shares: Mapping[str, tuple[float, float]], n: int, claim: str) -> str:
+    """What several judges say of ``claim`` ("A shows X more often than B"), from each judge's shares
+    ``(A's, B's)`` on ``n`` images each: the claim gets support from a judge only where its Wilson 95% intervals do
+    not overlap (:func:`clearly_above`). Returns a sentence: every judge agrees, goes against, cannot tell, or the
+    judges differ (each one's finding named)."""
+    calls = {j: "above" if clearly_above((a, n), (b, n)) else "below" if clearly_above((b, n), (a, n)) else "overlap"
+             for j, (a, b) in shares.items()}
+    said = {"above": "the first shows it more often (the 95% intervals do not overlap)",
+            "below": "the second shows it more often (the 95% intervals do not overlap)",
+            "overlap": "the two 95% intervals overlap"}
+    found = set(calls.values())
+    if found == {"above"}:
+        return f"Every judge agrees with {claim}"
+    if found == {"below"}:
+        return f"Every judge goes against {claim}"
+    if found == {"overlap"}:
+        return f"For every judge the two 95% intervals overlap, so this does not decide {claim}"
+    return (f"The judges differ, so this supports {claim} only in part: "
+            + "; ".join(f"for the {j} judge {said[c]}" for j, c in calls.items()))
+
+
 def clear_leader(shares: Mapping[str, tuple[float, int]]) -> str | None:
     """The name whose share lies clearly above every other's (:func:`clearly_above`), or None."""
     if not shares:
@@ -390,7 +411,7 @@ def autoattack_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tenso
     out = memo(cache, "autoattack_classifier", key, run)
     if checks is not None:
         checks.extend(m for m in out["checks"].split("\n") if m)
-    return float((defence.decide(out["x_adv"])[0] == y.cpu()).float().mean())
+    return defence.accuracy(out["x_adv"], y)
 
 
 def robust_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int,
@@ -401,7 +422,7 @@ def robust_accuracy(cache, defence: Defence, x: torch.Tensor, y: torch.Tensor, *
                   batch_size=batch_size)
     device = next(defence.parameters()).device
     x_adv = attack_examples(cache, defence, "margin", x.to(device), y.to(device), attack)
-    return float((defence.decide(x_adv)[0] == y.cpu()).float().mean())
+    return defence.accuracy(x_adv, y)
 
 
 def cifar_robustness_tables(cache, bank, ds, *, n_negatives: int, seed: int = 0,
@@ -493,12 +514,12 @@ def gat_classification(cache, systems: Mapping[str, Defence], robust: Defence, x
             rows.append({"system": label, "eps": eps, "accuracy (no rejection)": float(c.y[0]),
                          "error (no rejection)": float(c.x[0]), "accuracy at <=5-point drop": acc,
                          "error there": err, "paper": "figure only"})
-    robust_acc = float((robust.decide(x)[0] == y.cpu()).float().mean())
+    robust_acc = robust.accuracy(x, y)
     robust_err = {}
     for eps, attack in attacks.items():
         kw = {**attack, "rule": "sign", "random_start": True}
         x_adv = attack_examples(cache, robust, "margin", x, y, kw)
-        robust_err[eps] = 1 - float((robust.decide(x_adv)[0] == y.cpu()).float().mean())
+        robust_err[eps] = 1 - robust.accuracy(x_adv, y)
         rows.append({"system": "Madry robust classifier", "eps": eps, "accuracy (no rejection)": robust_acc,
                      "error (no rejection)": robust_err[eps], "accuracy at <=5-point drop": robust_acc,
                      "error there": robust_err[eps],
