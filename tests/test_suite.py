@@ -140,13 +140,13 @@ def test_suite_in_two_processes_equals_the_serial_run_and_caches_the_follow_up(t
     kw = dict(surrogate_x={}, ps=(1, 5), progress=False)
     serial = suite.run_suite(ArtefactCache(tmp_path / "a"), both, x, y, xh[:400], specs, **kw)
     cache = ArtefactCache(tmp_path / "b")
-    follow = dict(n=8, steps=4, size_steps=2, step_sizes=[0.5], protocol_steps=2)
+    follow = dict(n=8, steps=4, size_steps=2, step_sizes=[0.5], protocol_steps=2, budget=("linf", 0.1))
     parallel = suite.run_suite(cache, both, x, y, xh[:400], specs, workers=2, follow_up=follow, **kw)
     assert set(parallel.results) == set(serial.results)
     for key, r in serial.results.items():
         assert parallel.results[key]["ASR-1"] == r["ASR-1"] and parallel.results[key]["seconds"] > 0
     entries = len(list((tmp_path / "b" / "suite_attack").iterdir()))
-    suite.convergence_study(cache, parallel, "FS", n=8, steps=4, size_steps=2, step_sizes=[0.5])
+    suite.convergence_study(cache, parallel, "FS", n=8, steps=4, size_steps=2, step_sizes=[0.5], norm="linf", eps=0.1)
     assert len(list((tmp_path / "b" / "suite_attack").iterdir())) == entries   # the workers computed it
 
 
@@ -404,8 +404,10 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
     s = _fake_suite({"PGD Linf 0.3, U": [1] * 2 + [0] * 8, "PGD Linf 0.4, U": [1] * 6 + [0] * 4,
                      "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [0] * 10, "AutoAttack Linf 0.3": [0] * 10}, SPECS)
     w = reports.worst_case(s)
-    assert w.loc["D", "attack"] == "PGD Linf 0.4, U" and w.loc["D", "worst-case ASR-1"] == pytest.approx(0.6)
-    assert w.loc["D", "all L-inf 0.3 attacks together"] == pytest.approx(0.2)
+    assert w.loc["D", "its attack"] == "PGD Linf 0.4, U" and w.loc["D", "worst-case ASR-1"] == pytest.approx(0.6)
+    assert w.loc["D", "ASR-1 within Linf 0.3"] == pytest.approx(0.2) and w.loc["D", "eligible"] == 10
+    assert reports.interval_bounds(w.loc["D", "95% CI"]) == pytest.approx(metrics.proportion_ci(2, 10), abs=0.005)
+    assert reports.worst_case(s, budget=("linf", 0.4)).loc["D", "ASR-1 within Linf 0.4"] == pytest.approx(0.6)
     t = reports.results_table(s, ["PGD Linf 0.3, U", "PGD Linf 0.4, U"],
                               paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
     row = t.loc[("PGD Linf 0.3, U", "D")]
@@ -588,8 +590,32 @@ def test_convergence_study_reruns_the_worst_attack_on_the_subset(trained, mnist_
     assert c["at suite steps"] == pytest.approx(float(c["curve"][3]))
     assert sorted(c["sizes"]) == pytest.approx([0.03, 0.06]) and c["converged"]
     assert c["result"]["ASR-1"] == pytest.approx(c["asr"][-1])          # the traced run's examples, scored
+    assert c["loss"] in ("margin", "composite") and c["run"].startswith(c["loss"])
     w = reports.worst_case(res, convergence={"Vanilla": c})
     assert w.loc["Vanilla", "converged"] and "converged 95% CI" in w.columns
+    with pytest.raises(ValueError, match="within L2 2.0"):
+        suite.convergence_study(cache, res, "Vanilla", n=10, steps=4, size_steps=2, step_sizes=[0.1], norm="l2",
+                                eps=2.0)
+
+
+def test_worst_run_is_the_strongest_single_run_of_the_budget(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    specs = [{"name": f"PGD Linf 0.3, {'T' if t else 'U'}", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3,
+              "targeted": t, "steps": 3, "step_sizes": [0.01], "losses": ["paper", "composite"], "fixed_step": 0.005}
+             for t in (True, False)]
+    res = suite.run_suite(cache, {"Vanilla": trained}, x, y, xh[:400], specs, surrogate_x={}, ps=(1,),
+                          progress=False)
+    arena = res.arenas["Vanilla"]
+    every = [(run, arena.evaluate(suite.pgd_run(cache, arena, **run)["x_adv"])["ASR-1"])
+             for s in specs for run in suite.white_box_runs(arena, **{k: v for k, v in s.items()
+                                                                        if k not in ("name", "table")})]
+    assert len(every) == 6 and len({r["step_size"] for r, _ in every}) == 2     # two losses and the fixed step, x2
+    spec, run, asr = suite.worst_run(cache, res, "Vanilla", "linf", 0.3)
+    assert asr == max(a for _, a in every) and run in [r for r, a in every if a == asr]
+    assert spec["targeted"] == run["targeted"]
+    c = suite.convergence_study(cache, res, "Vanilla", n=10, steps=8, size_steps=2, step_sizes=[0.1])
+    assert c["loss"] == run["loss"] and c["run"] == suite.run_label(run) and c["attack"] == spec["name"]
 
 
 def test_ranking_phrase_ranks_only_outside_the_intervals():
@@ -600,6 +626,32 @@ def test_ranking_phrase_ranks_only_outside_the_intervals():
     assert text.startswith("The lowest")
     among = reports.ranking_phrase({"A": (0.05, 500), "B": (0.07, 500)}, among="Of the defences that passed (A, B)")
     assert among.startswith("Of the defences that passed (A, B), the lowest worst-case ASR-1 is **A**'s")
+
+
+def test_a_figure_that_failed_a_check_ranks_only_above_a_sound_one():
+    shares = {"A": (0.05, 500), "B": (0.5, 500), "C": (0.2, 500)}
+    # B failed a check: its 0.5 is a lower bound, so it can still lie clearly above A, whose figure is sound
+    assert reports.rank_pair("A", "B", shares, {"A": True, "B": False}) == -1
+    assert reports.rank_pair("B", "A", shares, {"A": True, "B": False}) == 1
+    # but a lower bound never lies clearly below anything: A unsound cannot be ranked below B
+    assert reports.rank_pair("A", "B", shares, {"A": False, "B": True}) == 0
+    assert reports.rank_pair("A", "B", shares) == -1                        # no soundness given: all sound
+    text = reports.ranking_phrase(shares, [("A", "B"), ("C", "A")], sound={"A": False, "B": True, "C": True})
+    assert "lowest worst-case ASR-1 is **C**" in text and "B lie clearly above" in text
+    assert "lower bounds of A (checks failed)" in text
+    assert "cannot be ranked (A's figure, the lower one, failed a check" in text
+    assert "A 0.05 (0.03-0.07) and B" in text
+    none = reports.ranking_phrase(shares, sound={k: False for k in shares})
+    assert "none is ranked" in none
+
+
+def test_soundness_by_norm_reads_only_the_checks_of_that_norm():
+    checks = pd.DataFrame([{"defence": "D", "check": "PGD L2 6.0, U reaches", "passed": False, "norm": "l2"},
+                           {"defence": "D", "check": "PGD Linf 1, U reaches", "passed": True, "norm": "linf"},
+                           {"defence": "E", "check": "PGD Linf 1, U reaches", "passed": False, "norm": "linf"}])
+    assert reports.suite_soundness(checks) == {"D": False, "E": False}
+    assert reports.suite_soundness(checks, norm="linf") == {"D": True, "E": False}
+    assert reports.suite_soundness(checks, norm="l2") == {"D": False, "E": True}    # E has no L2 check
     assert reports.glue_name("GAT integrated") == "gat_integrated" and reports.glue_name("L-Ben") == "l_ben"
 
 
@@ -631,14 +683,15 @@ def test_checks_overview_groups_checks_into_families_and_counts_failures():
 
 
 def test_convergence_table_names_step_sizes_by_their_fraction_of_eps():
-    conv = {d: {"attack": "PGD Linf 0.3, U", "rule": "apgd", "n": 90, "suite steps": 100, "at suite steps": 0.5,
+    conv = {d: {"attack": "PGD Linf 0.3, U", "run": "composite loss, untargeted, apgd from step 0.6", "rule": "apgd", "n": 90, "suite steps": 100, "at suite steps": 0.5,
                 "steps": [1, 2, 500, 1000], "asr": [0.1, 0.2, 0.55, 0.56], "gain": 0.01, "converged": True,
                 "eps": eps, "size steps": 50, "sizes": {eps / 30: 0.4, eps / 6: 0.3}}
             for d, eps in (("A", 0.3), ("B", 15.0))}
     table = reports.convergence_table(conv)
     assert list(table.columns[-2:]) == ["50 steps of eps/30", "50 steps of eps/6"]   # one column per fraction
     assert table.loc["B", "50 steps of eps/30"] == 0.4 and table.loc["A", "ASR-1 at 1000"] == 0.56
-    assert table.loc["A", "attack (rule)"] == "PGD Linf 0.3, U (apgd)" and len(table.columns) <= 10
+    assert table.loc["A", "attack"] == "PGD Linf 0.3, U" and table.loc["A", "strongest run"].startswith("composite")
+    assert len(table.columns) <= 10
 
 
 def test_beside_paper_shades_worse_cells_and_prints_counts_without_decimals():
@@ -725,13 +778,36 @@ def test_suite_costs_sum_each_defences_seconds_by_kind_of_attack():
     for i, s in enumerate(specs):
         result.results[("D", s["name"])]["seconds"] = float(i + 1)
         result.results[("E", s["name"])] = {**result.results[("D", s["name"])], "seconds": 10.0}
-    table = reports.suite_costs(result)
+    with pytest.raises(ValueError, match="measure"):
+        reports.suite_costs(result, measure="wall")
+    unknown = reports.suite_costs(result)                                 # nothing recorded its compute time
+    assert unknown.isna().all().all()
+    for key, r in result.results.items():
+        r["compute seconds"] = r["seconds"] * 2
+    compute = reports.suite_costs(result, convergence={"D": {"compute seconds": 5.0}})
+    assert compute.loc["D", "PGD Linf 0.3"] == 2 * (1 + 3) and compute.loc["D", "convergence study"] == 5.0
+    assert np.isnan(compute.loc["E", "convergence study"]) and np.isnan(compute.loc["total", "total"])
+    table = reports.suite_costs(result, measure="this run")
     assert list(table.index) == ["D", "E", "total"]
     assert list(table.columns) == ["PGD Linf 0.3", "PGD Linf 0.4", "CW L2 2.0", "unbounded budgets", "black-box",
                                    "AutoAttack", "total"]
     assert table.loc["D", "PGD Linf 0.3"] == 1 + 3                       # targeted and untargeted together
     assert table.loc["D", "total"] == sum(range(1, len(specs) + 1))
     assert table.loc["E", "PGD Linf 0.3"] == 20 and table.loc["total", "total"] == table.loc[["D", "E"], "total"].sum()
+
+
+def test_a_cached_attack_keeps_the_seconds_it_took_to_compute(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist_small, n=10)
+    kw = dict(loss="composite", norm="linf", eps=0.3, targeted=False, steps=5, step_size=0.05)
+    first, spent = suite.metered(suite.pgd_run, cache, arena, **kw)
+    again, loaded = suite.metered(suite.pgd_run, cache, arena, **kw)
+    assert spent > 0 and loaded == pytest.approx(spent)          # read back from the cache: the same cost
+    assert torch.equal(first["x_adv"], again["x_adv"])
+    both, total = suite.metered(lambda: [suite.pgd_run(cache, arena, **kw), suite.pgd_run(cache, arena, **kw)])
+    assert total == pytest.approx(2 * spent)
+    _, nothing = suite.metered(lambda: None)
+    assert nothing == 0.0
 
 
 def test_decision_attacks_start_only_from_points_that_stay_adversarial_in_the_batch_they_are_given():

@@ -82,7 +82,8 @@ def test_every_claim_names_a_figure_its_chapter_glues():
         src = "".join("".join(cell["source"]) for cell in json.loads((root / f"{c.chapter}.ipynb").read_text())["cells"])
         names = set(re.findall(r'glue\(f?"([a-z0-9_{}\[\]]+)"', src))
         patterns = [re.compile("^" + re.sub(r"\{[^}]*\}", r"[a-z0-9_.]+", n) + "$") for n in names]
-        for name in (c.figure, c.interval, c.n, c.versus, c.versus_interval, c.versus_n, *c.requires):
+        for name in (c.figure, c.interval, c.n, c.versus, c.versus_interval, c.versus_n, *c.requires,
+                     *c.versus_requires):
             if name is not None:
                 assert any(p.match(name) for p in patterns), f"{c.chapter} glues no {name}"
         assert set(c.needs) <= set(AIMS)
@@ -124,6 +125,21 @@ def test_a_figure_from_an_unsound_suite_refutes_but_never_confirms():
     assert judge(low, {"ch": high})["verdict"] == FAILS                    # ... but one above 0.5 refutes
     assert judge(beats, {"ch": {**values, "sound": True}})["verdict"] == HOLDS
     assert judge(beats, {"ch": values})["verdict"].startswith(UNDECIDED)   # not glued: not shown sound
+
+
+def test_a_comparison_needs_only_the_lower_figure_sound():
+    from advdetect.verdict import FAILS, HOLDS, UNDECIDED, Claim, judge
+
+    claim = Claim("P", "ours is attacked less than theirs", "T", "ch", "ours", "lower", interval="ours_ci",
+                  versus="theirs", versus_interval="theirs_ci", requires=("ours_sound",),
+                  versus_requires=("theirs_sound",))
+    low = {"ours": 0.05, "ours_ci": [0.03, 0.07], "theirs": 0.3, "theirs_ci": [0.25, 0.35]}
+    assert judge(claim, {"ch": {**low, "ours_sound": True, "theirs_sound": False}})["verdict"] == HOLDS
+    assert judge(claim, {"ch": {**low, "ours_sound": False, "theirs_sound": True}})["verdict"].startswith(UNDECIDED)
+    high = {"ours": 0.3, "ours_ci": [0.25, 0.35], "theirs": 0.05, "theirs_ci": [0.03, 0.07]}
+    # ours failed its checks, but its lower bound already lies above theirs, which passed: refuted
+    assert judge(claim, {"ch": {**high, "ours_sound": False, "theirs_sound": True}})["verdict"] == FAILS
+    assert judge(claim, {"ch": {**high, "ours_sound": True, "theirs_sound": False}})["verdict"].startswith(UNDECIDED)
 
 
 def test_plain_strings_glue_without_quotes():

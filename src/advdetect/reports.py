@@ -215,35 +215,65 @@ def glue_name(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1",
-                   among: str | None = None) -> str:
-    """The head-to-head prose, ranking only outside the Wilson 95% intervals: which defence has the lowest
-    ``what`` (``shares``: name -> (share, n)), which defences lie clearly above it and which overlap it, then
-    each pair of ``pairs`` (present in ``shares``) as clearly lower, clearly higher or tied. ``among`` names the
-    set ranked at the start of the first sentence ("Of the defences that ..., the lowest ...")."""
-    order = sorted(shares, key=lambda k: shares[k][0])
-    best = order[0]
+def rank_pair(a: str, b: str, shares: Mapping[str, tuple[float, int]], sound: Mapping[str, bool] | None = None) -> int:
+    """How two attack success ratios (``shares``: name -> (share, n)) rank: -1 when ``a``'s lies clearly below
+    ``b``'s (the Wilson 95% intervals apart, :func:`clearly_above`), 1 when clearly above, 0 otherwise. With
+    ``sound`` (name -> whether every check of the attacks behind the figure passed), a figure that failed a
+    check is only a lower bound on what an attacker achieves: it can still lie clearly *above* a sound one
+    (its true value is higher still), never clearly below, so the lower of the two must be sound."""
+    ok = (lambda k: True) if sound is None else (lambda k: bool(sound.get(k, False)))
+    if clearly_above(shares[b], shares[a]) and ok(a):
+        return -1
+    if clearly_above(shares[a], shares[b]) and ok(b):
+        return 1
+    return 0
 
+
+def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1",
+                   among: str | None = None, sound: Mapping[str, bool] | None = None) -> str:
+    """The head-to-head prose, ranking only outside the Wilson 95% intervals (:func:`rank_pair`): which defence
+    has the lowest ``what`` (``shares``: name -> (share, n)) among those whose figures are sound (``sound``;
+    default: all), which defences lie clearly above it and which are not ranked against it, then each pair of
+    ``pairs`` (present in ``shares``) as clearly lower, clearly higher or not ranked, and why. ``among`` names
+    the set ranked at the start of the first sentence ("Of the defences that ..., the lowest ...")."""
     def ci(k):
         lo, hi = proportion_ci(round(shares[k][0] * shares[k][1]), shares[k][1])
         return f"{shares[k][0]:.2f} ({lo:.2f}-{hi:.2f})"
 
-    above = [k for k in order[1:] if clearly_above(shares[k], shares[best])]
-    tied = [k for k in order[1:] if k not in above]
+    def ok(k):
+        return sound is None or bool(sound.get(k, False))
+
+    candidates = sorted((k for k in shares if ok(k)), key=lambda k: shares[k][0])
+    if not candidates:
+        return (f"Every defence's {what} is a lower bound (each failed a check), so none is ranked: a lower bound "
+                "can only lie above a figure that passed its checks.")
+    best = candidates[0]
+    others = sorted((k for k in shares if k != best), key=lambda k: shares[k][0])
+    above = [k for k in others if rank_pair(best, k, shares, sound) == -1]
+    tied = [k for k in others if k not in above and ok(k)]
+    bounds = [k for k in others if k not in above and not ok(k)]
     text = (f"{among}, the" if among else "The") + f" lowest {what} is **{best}**'s, {ci(best)}. "
     if tied:
-        text += (f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it. "
-                 if len(tied) < len(order) - 1 else "Its interval overlaps every other's: none of them is ranked. ")
+        text += ("Its interval overlaps every other's: none of them is ranked. " if len(tied) == len(others)
+                 else f"Its interval overlaps those of {', '.join(tied)}, so these are not ranked against it. ")
     if above:
         text += f"{', '.join(above)} lie clearly above it. "
+    if bounds:
+        text += (f"The lower bounds of {', '.join(bounds)} (checks failed) do not lie clearly above it, so they are "
+                 "not ranked against it. ")
     parts = []
     for a, b in pairs:
         if a not in shares or b not in shares:
             continue
-        if clearly_above(shares[b], shares[a]):
+        order = rank_pair(a, b, shares, sound)
+        if order == -1:
             parts.append(f"{a} {ci(a)} is clearly lower than {b} {ci(b)}")
-        elif clearly_above(shares[a], shares[b]):
+        elif order == 1:
             parts.append(f"{a} {ci(a)} is clearly higher than {b} {ci(b)}")
+        elif clearly_above(shares[a], shares[b]) or clearly_above(shares[b], shares[a]):
+            low = a if shares[a][0] < shares[b][0] else b
+            parts.append(f"{a} {ci(a)} and {b} {ci(b)} cannot be ranked ({low}'s figure, the lower one, failed a "
+                         "check and is only a lower bound)")
         else:
             parts.append(f"{a} {ci(a)} and {b} {ci(b)} cannot be ranked (the intervals overlap)")
     if parts:
@@ -270,23 +300,32 @@ _FAMILIES = {"mt": "multi-targeted", 3: "black-box", "sanity": "unbounded budget
              "aa": "AutoAttack"}
 
 
-def suite_costs(result: SuiteResult) -> pd.DataFrame:
-    """Where a suite run's time went: seconds of each defence (rows, with a ``total`` row) on each kind of attack
+def suite_costs(result: SuiteResult, *, measure: str = "compute", convergence: Mapping | None = None) -> pd.DataFrame:
+    """Where a suite's time goes: seconds of each defence (rows, with a ``total`` row) on each kind of attack
     (columns: Table 2's PGD per threat model, targeted and untargeted together; Table 4's attacks by name; the
-    multi-targeted attack, the black-box attacks, the unbounded budgets, the APGD check and AutoAttack; and
-    ``total``), as each (defence, attack) task took in this run (a task loaded from the cache: its loading
-    time). The convergence runs and the papers' own attacks are not included."""
+    multi-targeted attack, the black-box attacks, the unbounded budgets, the APGD check and AutoAttack; with
+    ``convergence`` (defence -> :func:`advdetect.suite.convergence_study`) its runs; and ``total``).
+    ``measure="compute"``: the seconds the attacks took when they were computed, which the cache keeps with them
+    (:func:`advdetect.suite.metered`): what each costs from an empty cache, NaN where a result was cached before
+    its time was recorded; ``"this run"``: what each (defence, attack) task took in this run (a task loaded from
+    the cache: its loading time). The papers' own attacks are not included."""
+    if measure not in ("compute", "this run"):
+        raise ValueError(f"measure must be 'compute' or 'this run', got {measure!r}")
+    field = "compute seconds" if measure == "compute" else "seconds"
     rows: dict[str, dict[str, float]] = {}
     for d in result.defences:
         row: dict[str, float] = {}
         for s in result.specs:
             col = (f"PGD {attack_name(s['norm'], s['eps'])}" if s["table"] == 2 else
                    s["name"] if s["table"] == 4 else _FAMILIES.get(s["table"], str(s["table"])))
-            row[col] = row.get(col, 0.0) + float(result.results[(d, s["name"])]["seconds"])
+            row[col] = row.get(col, 0.0) + float(result.results[(d, s["name"])].get(field, np.nan))
+        if convergence is not None and measure == "compute":
+            row["convergence study"] = float(convergence[d].get("compute seconds", np.nan)) if d in convergence \
+                else np.nan
         rows[d] = row
     table = pd.DataFrame(rows).T
-    table["total"] = table.sum(1)
-    table.loc["total"] = table.sum(0)
+    table["total"] = table.sum(axis=1, skipna=False)
+    table.loc["total"] = table.sum(axis=0, skipna=False)
     return table.rename_axis("defence")
 
 
@@ -710,34 +749,39 @@ def _share(success: torch.Tensor, eligible: torch.Tensor, m: int | None = None) 
     return float(success[:m][e].float().mean()) if int(e.sum()) else float("nan")
 
 
-def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapping | None = None):
-    """The head-to-head summary: per defence, its clean accuracy, its worst-case ASR-1 over the attacks run on
-    every attacked image (the attack that reached it, with a Wilson 95% interval), the per-sample union of all
-    white-box attacks at L-inf 0.3 (an attacker who tries every attack of the suite; with its interval) and,
-    with ``convergence`` (defence -> :func:`advdetect.suite.convergence_study`), the worst-case attack run to
-    convergence on its subset (ASR-1 and interval, whether the last doubling of steps added at most 2 points)."""
+def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapping | None = None,
+               budget: tuple[str, float] = ("linf", 0.3)):
+    """The head-to-head summary, per defence: its clean accuracy; the per-image union of every white-box attack
+    within ``budget`` (``ASR-1 within <budget>``: an attacker who tries every attack of the suite there, the
+    figure the chapter ranks by, with its Wilson 95% interval and the eligible images); with ``convergence`` (defence ->
+    :func:`advdetect.suite.convergence_study` within ``budget``) the strongest single run there run to
+    convergence on its subset (ASR-1, interval, eligible images, and whether the last doubling of steps added
+    at most 2 points); and the worst case over every attack of every budget run on all attacked images
+    (``worst-case ASR-1``, the attack that reached it, with its interval). Sorted by the ranked figure."""
+    label = attack_name(*budget)
     rows = []
     for d in suite.defences:
-        name = worst_attack(suite, d, exclude_tables, full_only=True)
-        r = suite.results[(d, name)]
-        p0 = suite.arenas[d].ps[0]
-        lo, hi = proportion_ci(*r["counts"][p0])
         elig = _eligible(suite, d)
-        u = union_success(suite, d, "linf", 0.3)
         k = int(elig.sum())
-        ulo, uhi = proportion_ci(int(u[elig].sum()), k) if len(u) and k else (np.nan, np.nan)
-        row = {"defence": d, "accuracy": suite.arenas[d].accuracy(), "worst-case ASR-1": r["ASR-1"],
-               "95% CI": f"{lo:.2f}-{hi:.2f}", "attack": name, "EROC there": r["EROC"],
-               "all L-inf 0.3 attacks together": float(u[elig].float().mean()) if len(u) and k else float("nan"),
-               "together 95% CI": f"{ulo:.2f}-{uhi:.2f}"}
+        u = union_success(suite, d, *budget)
+        hits = int(u[elig].sum()) if len(u) else 0
+        ulo, uhi = proportion_ci(hits, k) if len(u) and k else (np.nan, np.nan)
+        row = {"defence": d, "accuracy": suite.arenas[d].accuracy(),
+               f"ASR-1 within {label}": hits / k if len(u) and k else float("nan"),
+               "95% CI": f"{ulo:.2f}-{uhi:.2f}", "eligible": k}
         if convergence and d in convergence:
             c = convergence[d]
+            p0 = suite.arenas[d].ps[0]
             clo, chi = proportion_ci(*c["result"]["counts"][p0])
-            row.update({f"converged ASR-1 (first {len(c['result']['success'])})": c["asr"][-1],
+            row.update({f"strongest run, {c['steps'][-1]} steps (first {len(c['result']['success'])})": c["asr"][-1],
                         "converged 95% CI": f"{clo:.2f}-{chi:.2f}", "converged eligible": c["n"],
                         "converged": c["converged"]})
+        name = worst_attack(suite, d, exclude_tables, full_only=True)
+        r = suite.results[(d, name)]
+        lo, hi = proportion_ci(*r["counts"][suite.arenas[d].ps[0]])
+        row.update({"worst-case ASR-1": r["ASR-1"], "its attack": name, "its 95% CI": f"{lo:.2f}-{hi:.2f}"})
         rows.append(row)
-    return pd.DataFrame(rows).set_index("defence").sort_values("worst-case ASR-1")
+    return pd.DataFrame(rows).set_index("defence").sort_values(f"ASR-1 within {label}")
 
 
 def interval_bounds(text: str) -> tuple[float, float]:
@@ -749,19 +793,21 @@ def interval_bounds(text: str) -> tuple[float, float]:
 def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, protocols: pd.DataFrame | None = None,
                   unbounded_min: float = 0.9, aa_margin: float = 0.02):
     """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value,
-    passed): unbounded budgets (every ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall
-    as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0 -> 6.0, per-sample unions, one sample of slack); the
-    worst-case attack has converged (``convergence``: defence -> :func:`advdetect.suite.convergence_study`; the
-    last doubling of its steps adds at most ``aa_margin``); black-box ASR-1 does not exceed white-box ASR-1 on
-    the same points; AutoAttack breaks at most a share ``aa_margin`` of the eligible images that the whole
-    white-box suite at its budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step
-    rule on each defence's own losses), and so does each paper's own attack on its defence (``protocols``: the table
-    of :func:`protocol_comparison`); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
-    attack (best of all targets) is no weaker than untargeted PGD of its budget."""
+    passed, norm: the norm of the attacks the check is about, for :func:`suite_soundness`): unbounded budgets (every
+    ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall as eps grows (L-inf 0.3 -> 0.4 -> 1.0
+    and L2 2.0 -> 6.0, per-sample unions, one sample of slack); each convergence study's run has converged
+    (``convergence``: defence -> :func:`advdetect.suite.convergence_study`; the last doubling of its steps adds at
+    most ``aa_margin``); black-box ASR-1 does not exceed white-box ASR-1 on the same points; AutoAttack breaks at
+    most a share ``aa_margin`` of the eligible images that the whole white-box suite at its budget did not, and so
+    does the APGD check (``apgd`` attacks: Croce & Hein's step rule on each defence's own losses), and so does each
+    paper's own attack on its defence (``protocols``: the table of :func:`protocol_comparison`); CW is no weaker
+    than untargeted PGD of the same L2 budget; the multi-targeted attack (best of all targets) is no weaker than
+    untargeted PGD of its budget.
+    """
     rows = []
 
-    def add(d, check, value, passed):
-        rows.append({"defence": d, "check": check, "value": value, "passed": bool(passed)})
+    def add(d, check, value, passed, norm):
+        rows.append({"defence": d, "check": check, "value": value, "passed": bool(passed), "norm": norm})
 
     for d in suite.defences:
         elig = _eligible(suite, d)
@@ -773,7 +819,8 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
         for s in suite.specs:
             if s["table"] == "sanity":
                 v = suite.get(d, s["name"])
-                add(d, f"{s['name']} reaches ASR-1 >= {unbounded_min:g}", f"{v:.2f}", v >= unbounded_min)
+                add(d, f"{s['name']} reaches ASR-1 >= {unbounded_min:g}", f"{v:.2f}", v >= unbounded_min,
+                    threat(s)[0])
         sanity = {threat(s): suite.results[(d, s["name"])]["success"] for s in suite.specs if s["table"] == "sanity"}
         for norm, chain in (("linf", (0.3, 0.4)), ("l2", (2.0,))):
             masks = [(e, union_success(suite, d, norm, e)) for e in chain]
@@ -786,12 +833,12 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
                 ok = all(b >= a - slack for a, b in zip(values, values[1:]))
                 add(d, f"ASR-1 grows with {norm} eps " + " -> ".join(f"{e:g}" for e, _ in masks),
                     " -> ".join(f"{v:.2f}" for v in values) + (f" (first {common})" if common < len(elig) else ""),
-                    ok)
+                    ok, norm)
         if convergence and d in convergence:
             c = convergence[d]
             t = c["steps"][-1]
             add(d, f"{c['attack']} converged: {t // 2} -> {t} steps adds <= {aa_margin:g}",
-                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", c["gain"] <= aa_margin)
+                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", c["gain"] <= aa_margin, c.get("norm", "linf"))
         for s in suite.specs:
             if s["table"] != 3:
                 continue
@@ -802,21 +849,21 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
                 continue
             bb = asr(r["success"], m) if r["success"].shape[0] == m else float("nan")
             w = asr(wb, m)
-            add(d, f"{s['name']} <= white-box", f"{bb:.2f} vs {w:.2f}", bb <= w + 1.0 / n)
+            add(d, f"{s['name']} <= white-box", f"{bb:.2f} vs {w:.2f}", bb <= w + 1.0 / n, threat(s)[0])
         for s in suite.specs:
             if s["table"] in ("aa", "apgd"):
                 c = _independent_comparison(suite, d, s)
                 va, vo, only = c["independent ASR-1"], c["our suite ASR-1"], c["found only by the independent attack"]
                 add(d, f"{s['name']} adds <= {aa_margin:g} to the suite",
                     f"{va:.2f} vs {vo:.2f} ({only} of {c['eligible']} found only by it)",
-                    only / max(c["eligible"], 1) <= aa_margin)
+                    only / max(c["eligible"], 1) <= aa_margin, threat(s)[0])
         if protocols is not None and d in protocols.index.get_level_values(0):
             ours = next(c for c in protocols.columns if c.startswith("all our"))
             for label, row in protocols.loc[d].iterrows():
                 only, k = int(row["found only by it"]), int(row["eligible"])
                 add(d, f"the paper's own attack ({label}) adds <= {aa_margin:g} to the suite",
                     f"{row['its ASR-1']:.2f} vs {row[ours]:.2f} ({only} of {k} found only by it)",
-                    only / max(k, 1) <= aa_margin)
+                    only / max(k, 1) <= aa_margin, "linf")
         names = {s["name"] for s in suite.specs}
         # CW, and the best of all targets, are no weaker than untargeted PGD of the same budget
         for s in (s for s in suite.specs if s["method"] == "cw" or s["table"] == "mt"):
@@ -826,7 +873,7 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
                 m = min(r["n"], rp["n"])
                 v, vp = asr(r["success"][:m], m), asr(rp["success"][:m], m)
                 add(d, f"{s['name']} >= {pgd}", f"{v:.2f} vs {vp:.2f}" + (f" (first {m})" if m < len(elig) else ""),
-                    v >= vp - 1.0 / max(int(elig[:m].sum()), 1))
+                    v >= vp - 1.0 / max(int(elig[:m].sum()), 1), threat(s)[0])
     return pd.DataFrame(rows)
 
 
@@ -863,13 +910,14 @@ def checks_overview(checks: pd.DataFrame) -> pd.DataFrame:
 
 def convergence_table(convergence: Mapping) -> pd.DataFrame:
     """The convergence study of every defence (defence -> :func:`advdetect.suite.convergence_study`) as one table:
-    the attack and its step rule, the eligible images, ASR-1 at the suite's own number of steps, at the end of the
-    long run, the gain of its last doubling and whether that is within the check's tolerance, and the fixed-step
-    runs, one column per step size as a fraction of eps."""
+    the suite's attack and its strongest run (loss, targeting, step rule), the eligible images, ASR-1 at the suite's
+    own number of steps, at the end of the long run, the gain of its last doubling and whether that is within the
+    check's tolerance, and the fixed-step runs, one column per step size as a fraction of eps.
+    """
     rows = {}
     for d, c in convergence.items():
         last = c["steps"][-1]
-        row = {"attack (rule)": f"{c['attack']} ({c['rule']})", "eligible": c["n"],
+        row = {"attack": c["attack"], "strongest run": c.get("run", c["rule"]), "eligible": c["n"],
                "suite's steps": c["suite steps"], "ASR-1 there": c["at suite steps"],
                f"ASR-1 at {last}": c["asr"][-1], "last doubling adds": c["gain"], "converged": c["converged"]}
         for a, v in c["sizes"].items():
@@ -878,10 +926,16 @@ def convergence_table(convergence: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows).T.infer_objects()
 
 
-def suite_soundness(checks: pd.DataFrame) -> dict[str, bool]:
-    """Per defence, whether every check of :func:`sanity_checks` passed: only then are its attack success
-    ratios more than lower bounds."""
-    return {str(d): bool(part["passed"].all()) for d, part in checks.groupby("defence", sort=False)}
+def suite_soundness(checks: pd.DataFrame, norm: str | None = None) -> dict[str, bool]:
+    """Per defence, whether every check of :func:`sanity_checks` passed (with ``norm``, every check of attacks
+    within that norm: the unbounded budget, the growth with eps, the convergence study, the black-box and
+    independent attacks and the comparisons of that norm): only then are its attack success ratios (of that
+    norm) more than lower bounds. A failure in another norm says something about the attacks there (the L2
+    attacks on an L-inf-trained network, say), not about these."""
+    part = checks if norm is None else checks[checks["norm"] == norm]
+    out = {str(d): True for d in dict.fromkeys(checks["defence"])}
+    out.update({str(d): bool(g["passed"].all()) for d, g in part.groupby("defence", sort=False)})
+    return out
 
 
 def _independent_comparison(suite: SuiteResult, defence: str, spec: Mapping) -> dict:

@@ -46,12 +46,39 @@ def losses_for(defence) -> list[str]:
     return list(dict.fromkeys([defence.paper_objective, "composite"]))
 
 
+#: compute seconds of the cached attack results read since :func:`metered` began (NaN once one came without)
+_LEDGER = [0.0]
+
+
 def _cached(cache, arena: Arena, run: Mapping, compute) -> dict:
     """One attack's result for ``arena``, computed once: keyed by the defence's weights, the attacked points and
-    labels, the held-out images, the FPRs, the seed, the attack ``run`` and :data:`SCHEMA`."""
-    return memo(cache, "suite_attack", {"defence": arena.defence, "x": arena.x, "y": arena.y,
-                                        "heldout": arena.x_heldout, "ps": list(arena.ps), "seed": arena.seed,
-                                        "run": dict(run), "schema": SCHEMA}, compute)
+    labels, the held-out images, the FPRs, the seed, the attack ``run`` and :data:`SCHEMA`. The result keeps the
+    seconds its computation took (``compute seconds``), which :func:`metered` adds up whether the result was
+    computed now or read from the cache (a result cached before this was recorded has none: NaN)."""
+    def timed():
+        started = time.perf_counter()
+        out = dict(compute())
+        out["compute seconds"] = time.perf_counter() - started
+        return out
+
+    out = memo(cache, "suite_attack", {"defence": arena.defence, "x": arena.x, "y": arena.y,
+                                       "heldout": arena.x_heldout, "ps": list(arena.ps), "seed": arena.seed,
+                                       "run": dict(run), "schema": SCHEMA}, timed)
+    _LEDGER[0] += float(out.get("compute seconds", float("nan")))
+    return out
+
+
+def metered(fn, *args, **kwargs) -> tuple:
+    """``fn(*args, **kwargs)`` and the seconds of computation behind the cached attack results it read:
+    ``(its result, seconds)`` - what it costs from an empty cache, even where this call only loaded them (NaN
+    where a result was cached before its time was recorded)."""
+    saved, _LEDGER[0] = _LEDGER[0], 0.0
+    try:
+        out = fn(*args, **kwargs)
+    finally:
+        spent = _LEDGER[0]
+        _LEDGER[0] = saved + spent
+    return out, spent
 
 
 # ------------------------------------------------------------------------------------------ white-box attacks
@@ -115,6 +142,25 @@ def _resolve(arena: Arena, losses) -> list[str]:
     return list(dict.fromkeys(arena.defence.paper_objective if loss == "paper" else loss for loss in losses))
 
 
+def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
+                   step_sizes=(0.01,), losses=None, fixed_step: float | None = None, p: float | None = None,
+                   **kwargs) -> list[dict]:
+    """The runs of :func:`white_box` aimed at the operating point ``p`` (default: the arena's first), each as the
+    keywords of one :func:`pgd_run` call: one per loss and step size, and with ``fixed_step`` the paper
+    objective under fixed steepest steps from the clean input."""
+    if fixed_step is not None and method != "pgd":
+        raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
+    losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
+    common = dict(method=method, norm=norm, eps=eps, steps=steps, targeted=targeted, p=p)
+    runs = [{**common, "loss": loss, "step_size": a, **kwargs}
+            for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
+    if fixed_step is not None:
+        plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
+        runs.append({**common, "method": "pgd", "loss": arena.defence.paper_objective, "step_size": fixed_step,
+                     "rule": "steepest", "random_start": False, **plain})
+    return runs
+
+
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
               step_sizes=(0.01,), losses=None, fixed_step: float | None = None, **kwargs) -> dict:
     """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
@@ -124,20 +170,13 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
     steepest steps of that size from the clean input (the fixed small steps of most papers' PGD; an adaptive
     rule's first step of 2 eps, or a random start, can carry an input into a region it does not leave, as
     on ARCLU, whose training sends perturbed inputs to its adversarial cluster); per p of the arena the
-    per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`). Returns ``{p: examples}``."""
-    if fixed_step is not None and method != "pgd":
-        raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
-    losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
-    runs = {}
-    for p in arena.attack_ps:
-        runs[p] = [xa for loss in losses for a in ([None] if method == "fgsm" else step_sizes)
-                   for xa in candidates(pgd_run(cache, arena, method=method, loss=loss, norm=norm, eps=eps,
-                                                steps=steps, step_size=a, targeted=targeted, p=p, **kwargs))]
-        if fixed_step is not None:
-            plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
-            runs[p] += candidates(pgd_run(cache, arena, method="pgd", loss=arena.defence.paper_objective, norm=norm,
-                                          eps=eps, steps=steps, step_size=fixed_step, targeted=targeted, p=p,
-                                          rule="steepest", random_start=False, **plain))
+    per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`; the runs: :func:`white_box_runs`).
+    Returns ``{p: examples}``."""
+    runs = {p: [xa for run in white_box_runs(arena, method=method, norm=norm, eps=eps, targeted=targeted,
+                                             steps=steps, step_sizes=step_sizes, losses=losses,
+                                             fixed_step=fixed_step, p=p, **kwargs)
+                for xa in candidates(pgd_run(cache, arena, **run))]
+            for p in arena.attack_ps}
     return best_per_p(arena, runs)
 
 
@@ -404,10 +443,11 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
     only part of the time): every (defence, attack) pair is one task, handed to the next free process, the
     costliest first (:func:`_task_cost`), so that one costly defence's attacks are shared out too. The
     processes fill the artefact cache, and this process then evaluates from it. ``follow_up`` (keywords
-    ``n``, ``steps``, ``size_steps``, ``step_sizes``, ``protocol_steps`` and optionally ``protocol_eps``) has
-    the processes also compute, as tasks of their own, each defence's paper protocols (:func:`paper_protocol`
-    on the first ``n`` points) and, once its Table 2 attacks are done, its convergence study
-    (:func:`convergence_study`), which the chapter then reads from the cache. ``seconds`` is each attack's
+    ``n``, ``steps``, ``size_steps``, ``step_sizes``, ``protocol_steps`` and optionally ``protocol_eps`` and
+    ``budget``, the study's (norm, eps), default L-inf 0.3) has the processes also compute, as tasks of their
+    own, each defence's paper protocols (:func:`paper_protocol` on the first ``n`` points) and, once its Table 2
+    attacks within ``budget`` are done, its convergence study (:func:`convergence_study`), which the chapter
+    then reads from the cache. ``seconds`` is each attack's
     compute time either way."""
     seconds = {}
     workers = min(workers, torch.get_num_threads())
@@ -429,10 +469,10 @@ def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, prog
         bar.set_postfix_str(f"{name}: {spec['name']}")
         arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
         started = time.perf_counter()
-        out = run_spec(cache, arena, spec, surrogate_x)
+        out, spent = metered(run_spec, cache, arena, spec, surrogate_x)
         r = arena.evaluate(out["x_adv"])
         r.update(n=len(arena.x), seconds=seconds.get((name, spec["name"]), time.perf_counter() - started),
-                 checks=list(out["checks"]))
+                 checks=list(out["checks"]), **{"compute seconds": spent})
         results[(name, spec["name"])] = r
     return results
 
@@ -474,6 +514,12 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
     return n   # transfer: one evaluation
 
 
+def _study_budget(follow: Mapping) -> tuple[str, float]:
+    """The threat model of the convergence study of a ``follow_up`` (its ``budget``, default L-inf 0.3)."""
+    norm, eps = follow.get("budget", ("linf", 0.3))
+    return norm, float(eps)
+
+
 # state of a worker process of :func:`_in_parallel`, set once by :func:`_worker_start`
 _WORKER: dict = {}
 
@@ -506,10 +552,10 @@ def _worker_task(task: tuple) -> tuple:
         paper_protocol(w["cache"], arena.subset(follow["n"]), eps=follow.get("protocol_eps", 0.3),
                        steps=follow["protocol_steps"])
     else:
-        table2 = [s for s in w["specs"].values() if s["table"] == 2]
-        part = SuiteResult(_evaluate(w["cache"], {name: arena}, table2, w["surrogate_x"], {}), {name: arena},
-                           table2)
-        convergence_study(w["cache"], part, name, n=follow["n"], steps=follow["steps"],
+        norm, eps = _study_budget(follow)
+        table2 = [s for s in w["specs"].values() if s["table"] == 2 and threat(s) == (norm, eps)]
+        part = SuiteResult({}, {name: arena}, table2)
+        convergence_study(w["cache"], part, name, n=follow["n"], steps=follow["steps"], norm=norm, eps=eps,
                           size_steps=follow["size_steps"], step_sizes=follow["step_sizes"])
     return task, time.perf_counter() - started
 
@@ -538,7 +584,7 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
 
     ready = [("attack", d, s["name"]) for d in defences for s in specs]
     ready += [("protocol", d, None) for d in defences if follow is not None and defences[d].paper_protocol]
-    table2 = {s["name"] for s in specs if s["table"] == 2}
+    table2 = {s["name"] for s in specs if s["table"] == 2 and threat(s) == _study_budget(follow or {})}
     blocked = {d: set(table2) for d in defences} if follow is not None and table2 else {}
     total = len(ready) + len(blocked)
     state = dict(cache=cache, defences=dict(defences), x=x, y=y, x_heldout=x_heldout, specs=by_name,
@@ -571,48 +617,78 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
     return seconds
 
 
-def worst_white_box(result: SuiteResult, defence: str, tables=(2,)) -> dict:
-    """The spec of the PGD attack of ``tables`` with the largest ASR-1 on ``defence`` (ties: the first)."""
-    specs = [s for s in result.specs if s["table"] in tables and s["method"] == "pgd"]
-    return max(specs, key=lambda s: result.get(defence, s["name"]))
+def run_label(run: Mapping) -> str:
+    """A reader's name for one run of :func:`white_box_runs`: loss, targeting, step rule and size."""
+    rule = run.get("rule", "steepest")
+    start = ", random start" if run.get("random_start") else ""
+    size = f"{run['step_size']:.3g}" if run.get("step_size") is not None else "eps"
+    return (f"{run['loss']} loss, {'targeted' if run['targeted'] else 'untargeted'}, "
+            f"{rule} from step {size}{start}")
+
+
+def worst_run(cache, result: SuiteResult, defence: str, norm: str, eps: float) -> tuple[dict, dict, float]:
+    """The single run, among all the PGD runs of the suite's Table 2 attacks within (``norm``, ``eps``) aimed at
+    the first operating point (every loss, step rule and targeting of :func:`white_box_runs`), with the largest
+    ASR-1 on ``defence``: ``(its spec, its pgd_run keywords, its ASR-1)``. The runs are the suite's own, read
+    from the cache. The per-image union of every attack is stronger than any run; the run is what a
+    convergence study can trace."""
+    arena = result.arenas[defence]
+    specs = [s for s in result.specs if s["table"] == 2 and s["method"] == "pgd" and threat(s) == (norm, float(eps))]
+    if not specs:
+        raise ValueError(f"no Table 2 PGD attack of the suite works within {attack_name(norm, eps)}: choose one of "
+                         + ", ".join(sorted({attack_name(*threat(s)) for s in result.specs if s["table"] == 2})))
+    best = None
+    for spec in specs:
+        kw = {k: v for k, v in spec.items() if k not in ("name", "table", "n")}
+        for run in white_box_runs(arena, **kw):
+            asr = arena.evaluate(pgd_run(cache, arena, **run)["x_adv"])["ASR-1"]
+            if best is None or asr > best[2]:
+                best = (spec, run, float(asr))
+    return best
 
 
 def convergence_study(cache, result: SuiteResult, defence: str, *, n: int, steps: int, size_steps: int,
-                      step_sizes, tolerance: float = 0.02) -> dict:
-    """Has the worst-case attack on ``defence`` converged? Its worst PGD attack of Table 2
-    (:func:`worst_white_box`) run again with the composite loss on the first ``n`` attacked points: one traced
-    run of ``steps`` steps with the suite's step rule (:func:`convergence`; ``converged``: the last doubling of
-    the steps adds at most ``tolerance`` ASR-1), and fixed-step steepest runs of ``size_steps`` steps at each of
-    ``step_sizes`` (fractions of eps; ARCLU Fig 6). Also the ASR-1 the trace reaches at the suite's own number of
-    steps (``at suite steps``), so that a reader sees what the suite's shorter runs leave. Returns the
-    convergence dict plus ``attack``, its ``eps``, ``rule``, ``curve`` (ASR-1 after each step), ``sizes`` ({step size:
-    ASR-1}) and ``result`` (the long run's examples scored by :meth:`~advdetect.evaluation.Arena.evaluate`)."""
-    spec = worst_white_box(result, defence)
+                      step_sizes, norm: str = "linf", eps: float = 0.3, tolerance: float = 0.02) -> dict:
+    """Has the worst-case attack on ``defence`` within (``norm``, ``eps``) converged? Its strongest single run
+    (:func:`worst_run`: loss, targeting, step rule and start as the suite ran it) run again on the first ``n``
+    attacked points for ``steps`` steps, traced (:func:`convergence`; ``converged``: the last doubling of the
+    steps adds at most ``tolerance`` ASR-1), and fixed-step steepest runs of the same loss and targeting, from
+    the clean input, of ``size_steps`` steps at each of ``step_sizes`` (fractions of eps; ARCLU Fig 6). Also the
+    ASR-1 the trace reaches at the suite's own number of steps (``at suite steps``), so that a reader sees what
+    the suite's shorter runs leave, and the ``compute seconds`` of its runs (:func:`metered`). Returns the
+    convergence dict plus ``attack`` (the suite's attack),
+    ``run`` (:func:`run_label`), ``loss``, ``eps``, ``rule``, ``curve`` (ASR-1 after each step), ``sizes`` ({step
+    size: ASR-1}) and ``result`` (the long run's examples scored by
+    :meth:`~advdetect.evaluation.Arena.evaluate`)."""
+    (spec, run, _), _ = metered(worst_run, cache, result, defence, norm, eps)   # the suite's runs: not its cost
     arena = result.arenas[defence].subset(n)
-    kw = dict(loss="composite", norm=spec["norm"], eps=spec["eps"], targeted=spec["targeted"])
-    rule = spec.get("rule", "steepest")
-    conv = convergence(cache, arena, steps=steps, step_size=spec["step_sizes"][0], rule=rule, tolerance=tolerance,
-                       **kw)
+    rule = run.get("rule", "steepest")
+    long = {k: v for k, v in run.items() if k not in ("steps", "method", "p")}
+    conv, spent = metered(convergence, cache, arena, steps=steps, tolerance=tolerance, **long)
     x_adv = conv.pop("x_adv")
     sizes = {}
     for f in step_sizes:
-        a = f * spec["eps"]
-        sizes[a] = arena.evaluate(pgd_run(cache, arena, steps=size_steps, step_size=a, **kw)["x_adv"])["ASR-1"]
+        a = f * eps
+        out, secs = metered(pgd_run, cache, arena, loss=run["loss"], norm=norm, eps=eps, targeted=run["targeted"],
+                            steps=size_steps, step_size=a)
+        sizes[a] = arena.evaluate(out["x_adv"])["ASR-1"]
+        spent += secs
     suite_steps = min(int(spec["steps"]), steps)
-    return {**conv, "attack": spec["name"], "eps": float(spec["eps"]), "rule": rule, "sizes": sizes,
-            "size steps": size_steps, "suite steps": suite_steps,
-            "at suite steps": float(conv["curve"][suite_steps - 1]), "result": arena.evaluate(x_adv)}
+    return {**conv, "attack": spec["name"], "run": run_label(run), "loss": run["loss"], "norm": norm,
+            "eps": float(eps), "rule": rule, "sizes": sizes, "size steps": size_steps, "suite steps": suite_steps,
+            "at suite steps": float(conv["curve"][suite_steps - 1]), "result": arena.evaluate(x_adv),
+            "compute seconds": spent}
 
 
 def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps: int, step_size: float,
-                targeted: bool = False, rule: str = "steepest", tolerance: float = 0.02) -> dict:
+                targeted: bool = False, rule: str = "steepest", tolerance: float = 0.02, **kwargs) -> dict:
     """Has an attack converged? One long run of the engine (cached) with its best-so-far success trace on the
     arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
     ``steps`` minus ASR after ``steps // 2``) and ``converged``: that gain is at most ``tolerance``. Returns
     ``{"steps", "asr", "gain", "converged", "n", "curve", "x_adv"}`` (``n``: eligible points; ``curve``: ASR-1
-    after every step; ``x_adv``: the run's examples)."""
+    after every step; ``x_adv``: the run's examples). Other keywords (``random_start``) go to :func:`pgd_run`."""
     out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
-                  targeted=targeted, rule=rule, trace=True)
+                  targeted=targeted, rule=rule, trace=True, **kwargs)
     elig = arena.eligible()
     n = int(elig.sum())
     curve = out["trace"][:, elig].float().mean(1) if n else torch.zeros(steps)
