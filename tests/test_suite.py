@@ -604,16 +604,20 @@ def test_worst_run_is_the_strongest_single_run_of_the_budget(trained, mnist_smal
     specs = [{"name": f"PGD Linf 0.3, {'T' if t else 'U'}", "table": 2, "method": "pgd", "norm": "linf", "eps": 0.3,
               "targeted": t, "steps": 3, "step_sizes": [0.01], "losses": ["paper", "composite"], "fixed_step": 0.005}
              for t in (True, False)]
-    res = suite.run_suite(cache, {"Vanilla": trained}, x, y, xh[:400], specs, surrogate_x={}, ps=(1,),
-                          progress=False)
+    res = suite.run_suite(cache, {"Vanilla": trained}, x, y, xh[:400], specs, surrogate_x={}, ps=(1, 5),
+                          attack_ps=(5,), progress=False)                  # the suite aims at 5% only
     arena = res.arenas["Vanilla"]
-    every = [(run, arena.evaluate(suite.pgd_run(cache, arena, **run)["x_adv"])["ASR-1"])
-             for s in specs for run in suite.white_box_runs(arena, **{k: v for k, v in s.items()
-                                                                        if k not in ("name", "table")})]
+    entries = len(list((tmp_path / "c" / "suite_attack").iterdir()))
+    runs = [run for s in specs
+            for run in suite.white_box_runs(arena, p=5, **{k: v for k, v in s.items() if k not in ("name", "table")})]
+    found = [evaluation.best_per_p(arena, {5: suite.candidates(suite.pgd_run(cache, arena, **run))}) for run in runs]
+    every = [(run, arena.evaluate(f)["ASR-1"]) for run, f in zip(runs, found)]
     assert len(every) == 6 and len({r["step_size"] for r, _ in every}) == 2     # two losses and the fixed step, x2
+    assert len(list((tmp_path / "c" / "suite_attack").iterdir())) == entries   # every run was the suite's own
     spec, run, asr = suite.worst_run(cache, res, "Vanilla", "linf", 0.3)
     assert asr == max(a for _, a in every) and run in [r for r, a in every if a == asr]
-    assert spec["targeted"] == run["targeted"]
+    assert spec["targeted"] == run["targeted"] and run["p"] == 5
+    assert len(list((tmp_path / "c" / "suite_attack").iterdir())) == entries   # choosing it computed nothing
     c = suite.convergence_study(cache, res, "Vanilla", n=10, steps=8, size_steps=2, step_sizes=[0.1])
     assert c["loss"] == run["loss"] and c["run"] == suite.run_label(run) and c["attack"] == spec["name"]
 
@@ -683,7 +687,8 @@ def test_checks_overview_groups_checks_into_families_and_counts_failures():
 
 
 def test_convergence_table_names_step_sizes_by_their_fraction_of_eps():
-    conv = {d: {"attack": "PGD Linf 0.3, U", "run": "composite loss, untargeted, apgd from step 0.6", "rule": "apgd", "n": 90, "suite steps": 100, "at suite steps": 0.5,
+    conv = {d: {"attack": "PGD Linf 0.3, U", "run": "composite loss, untargeted, apgd from step 0.6", "rule": "apgd",
+                "n": 90, "suite steps": 100, "at suite steps": 0.5,
                 "steps": [1, 2, 500, 1000], "asr": [0.1, 0.2, 0.55, 0.56], "gain": 0.01, "converged": True,
                 "eps": eps, "size steps": 50, "sizes": {eps / 30: 0.4, eps / 6: 0.3}}
             for d, eps in (("A", 0.3), ("B", 15.0))}
