@@ -381,6 +381,14 @@ def _passed(checks, start):
     return value
 
 
+def test_an_attack_that_broke_every_image_has_converged():
+    assert suite.converged(0.02, 0.5) and not suite.converged(0.03, 0.5) and suite.converged(0.16, 1.0)
+    saturated = {"D": {**_converged(0.5)["D"], "asr": [0.2, 0.3, 0.5, 1.0], "converged": True}}
+    every = {s["name"]: [1] * 10 for s in SPECS}
+    assert _passed(_checks(every, saturated), "PGD Linf 0.4, U converged") is True
+    assert _passed(_checks(every, _converged(0.3)), "PGD Linf 0.4, U converged") is False
+
+
 def test_sanity_checks_pass_a_consistent_suite_and_catch_each_failure():
     ok = {"PGD Linf 0.3, U": [1] * 5 + [0] * 5, "PGD Linf 0.4, U": [1] * 7 + [0] * 3,
           "PGD Linf 1, U": [1] * 10, "NES Linf 0.3": [1] * 3 + [0] * 7, "AutoAttack Linf 0.3": [1] * 5 + [0] * 5}

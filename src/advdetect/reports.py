@@ -45,7 +45,7 @@ from .paper import (
     PAPER_NAMES,
     TRADES_MNIST,
 )
-from .suite import SuiteResult, attack_name, paper_protocol, threat
+from .suite import SuiteResult, attack_name, converged, paper_protocol, threat
 from .training import accuracy
 
 # ------------------------------------------------------------------------------------- GAT robustness (ch. 02)
@@ -792,17 +792,17 @@ def interval_bounds(text: str) -> tuple[float, float]:
 
 def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, protocols: pd.DataFrame | None = None,
                   unbounded_min: float = 0.9, aa_margin: float = 0.02):
-    """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value,
-    passed, norm: the norm of the attacks the check is about, for :func:`suite_soundness`): unbounded budgets (every
-    ``sanity`` attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall as eps grows (L-inf 0.3 -> 0.4 -> 1.0
-    and L2 2.0 -> 6.0, per-sample unions, one sample of slack); each convergence study's run has converged
-    (``convergence``: defence -> :func:`advdetect.suite.convergence_study`; the last doubling of its steps adds at
-    most ``aa_margin``); black-box ASR-1 does not exceed white-box ASR-1 on the same points; AutoAttack breaks at
-    most a share ``aa_margin`` of the eligible images that the whole white-box suite at its budget did not, and so
-    does the APGD check (``apgd`` attacks: Croce & Hein's step rule on each defence's own losses), and so does each
-    paper's own attack on its defence (``protocols``: the table of :func:`protocol_comparison`); CW is no weaker
-    than untargeted PGD of the same L2 budget; the multi-targeted attack (best of all targets) is no weaker than
-    untargeted PGD of its budget.
+    """Carlini et al. 2019's and Athalye et al. 2018's checks, per defence, as a table of (check, value, passed, norm: the
+    norm of the attacks the check is about, for :func:`suite_soundness`): unbounded budgets (every ``sanity``
+    attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0
+    -> 6.0, per-sample unions, one sample of slack); each convergence study's run has converged (``convergence``:
+    defence -> :func:`advdetect.suite.convergence_study`; the last doubling of its steps adds at most ``aa_margin``,
+    or it broke every eligible image); black-box ASR-1 does not exceed white-box ASR-1 on the same points;
+    AutoAttack breaks at most a share ``aa_margin`` of the eligible images that the whole white-box suite at its
+    budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step rule on each defence's own
+    losses), and so does each paper's own attack on its defence (``protocols``: the table of
+    :func:`protocol_comparison`); CW is no weaker than untargeted PGD of the same L2 budget; the multi-targeted
+    attack (best of all targets) is no weaker than untargeted PGD of its budget.
     """
     rows = []
 
@@ -838,7 +838,8 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
             c = convergence[d]
             t = c["steps"][-1]
             add(d, f"{c['attack']} converged: {t // 2} -> {t} steps adds <= {aa_margin:g}",
-                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", c["gain"] <= aa_margin, c.get("norm", "linf"))
+                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", converged(c["gain"], c["asr"][-1], aa_margin),
+                c.get("norm", "linf"))
         for s in suite.specs:
             if s["table"] != 3:
                 continue

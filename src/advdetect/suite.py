@@ -687,7 +687,8 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
                 targeted: bool = False, rule: str = "steepest", tolerance: float = 0.02, **kwargs) -> dict:
     """Has an attack converged? One long run of the engine (cached) with its best-so-far success trace on the
     arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
-    ``steps`` minus ASR after ``steps // 2``) and ``converged``: that gain is at most ``tolerance``. Returns
+    ``steps`` minus ASR after ``steps // 2``) and ``converged`` (:func:`converged`: that gain is at most
+    ``tolerance``, or every eligible point is broken). Returns
     ``{"steps", "asr", "gain", "converged", "n", "curve", "x_adv"}`` (``n``: eligible points; ``curve``: ASR-1
     after every step; ``x_adv``: the run's examples). Other keywords (``random_start``) go to :func:`pgd_run`."""
     out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
@@ -698,8 +699,14 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     marks = sorted({*(2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps), steps // 2, steps} - {0})
     asr = [float(curve[t - 1]) for t in marks]
     gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
-    return {"steps": marks, "asr": asr, "gain": gain, "converged": gain <= tolerance, "n": n, "curve": curve,
-            "x_adv": out["x_adv"]}
+    return {"steps": marks, "asr": asr, "gain": gain, "converged": converged(gain, asr[-1], tolerance), "n": n,
+            "curve": curve, "x_adv": out["x_adv"]}
+
+
+def converged(gain: float, final: float, tolerance: float = 0.02) -> bool:
+    """Whether a traced attack has converged: the last doubling of its steps added at most ``tolerance`` of ASR,
+    or it broke every eligible image (``final`` ASR 1), where no more steps can add anything."""
+    return gain <= tolerance or final >= 1.0
 
 
 def paper_protocol(cache, arena: Arena, *, eps: float = 0.3, steps: int) -> dict:
