@@ -192,13 +192,15 @@ CLAIMS: tuple[Claim, ...] = (
           "adversarial training (Madry): every attack of the suite together", "Table 2 (L-inf 0.3 rows)",
           "05_adaptive_attacks", "h2h_linf03_asr1_arclu", "lower", interval="h2h_linf03_asr1_arclu_ci",
           versus="h2h_linf03_asr1_madry", versus_interval="h2h_linf03_asr1_madry_ci",
+          needs=("ARCLU own check, EROC", "Madry robust, PGD-100"),
           requires=("suite_sound_linf_arclu",), versus_requires=("suite_sound_linf_madry",)),
     Claim("GAT", "Within L-inf 0.3, the generative classifier with a reject option is attacked less successfully "
           "than Madry's robust classifier: every attack of the suite together", "Fig 2b, under the full suite",
           "05_adaptive_attacks", "h2h_linf03_asr1_gat_generative", "lower",
           interval="h2h_linf03_asr1_gat_generative_ci", versus="h2h_linf03_asr1_madry",
-          versus_interval="h2h_linf03_asr1_madry_ci", requires=("suite_sound_linf_gat_generative",),
-          versus_requires=("suite_sound_linf_madry",)),
+          versus_interval="h2h_linf03_asr1_madry_ci",
+          needs=("L-inf 0.3 detectors, worst of ten", "Madry robust, PGD-100"),
+          requires=("suite_sound_linf_gat_generative",), versus_requires=("suite_sound_linf_madry",)),
     Claim("Tramer et al.", "A multi-targeted attack breaks GAT's integrated classifier more often than GAT's own "
           "combined attack (Eq. 12, Adam, 100 steps)", "Section 5 (GAT)", "05_adaptive_attacks",
           "gat_integrated_mt_asr1", "higher", interval="gat_integrated_mt_asr1_ci",
