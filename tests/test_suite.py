@@ -598,7 +598,7 @@ def test_convergence_study_reruns_the_worst_attack_on_the_subset(trained, mnist_
     assert c["at suite steps"] == pytest.approx(float(c["curve"][3]))
     assert sorted(c["sizes"]) == pytest.approx([0.03, 0.06]) and c["converged"]
     assert c["result"]["ASR-1"] == pytest.approx(c["asr"][-1])          # the traced run's examples, scored
-    assert c["loss"] in ("margin", "composite") and c["run"].startswith(c["loss"])
+    assert c["loss"] in ("margin", "composite") and c["run"] == f"{c['loss']}, steepest 0.05"
     w = reports.worst_case(res, convergence={"Vanilla": c})
     assert w.loc["Vanilla", "converged"] and "converged 95% CI" in w.columns
     with pytest.raises(ValueError, match="within L2 2.0"):
@@ -695,7 +695,7 @@ def test_checks_overview_groups_checks_into_families_and_counts_failures():
 
 
 def test_convergence_table_names_step_sizes_by_their_fraction_of_eps():
-    conv = {d: {"attack": "PGD Linf 0.3, U", "run": "composite loss, untargeted, apgd from step 0.6", "rule": "apgd",
+    conv = {d: {"attack": "PGD Linf 0.3, U", "run": "composite, apgd 0.6", "rule": "apgd",
                 "n": 90, "suite steps": 100, "at suite steps": 0.5,
                 "steps": [1, 2, 500, 1000], "asr": [0.1, 0.2, 0.55, 0.56], "gain": 0.01, "converged": True,
                 "eps": eps, "size steps": 50, "sizes": {eps / 30: 0.4, eps / 6: 0.3}}

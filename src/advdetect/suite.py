@@ -618,12 +618,12 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
 
 
 def run_label(run: Mapping) -> str:
-    """A reader's name for one run of :func:`white_box_runs`: loss, targeting, step rule and size."""
+    """A reader's name for one run of :func:`white_box_runs` beside its attack's name (which says the threat
+    model and the targeting): loss, step rule and (first) step size, and a random start where it has one."""
     rule = run.get("rule", "steepest")
     start = ", random start" if run.get("random_start") else ""
     size = f"{run['step_size']:.3g}" if run.get("step_size") is not None else "eps"
-    return (f"{run['loss']} loss, {'targeted' if run['targeted'] else 'untargeted'}, "
-            f"{rule} from step {size}{start}")
+    return f"{run['loss']}, {rule} {size}{start}"
 
 
 def worst_run(cache, result: SuiteResult, defence: str, norm: str, eps: float) -> tuple[dict, dict, float]:
