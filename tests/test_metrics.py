@@ -120,3 +120,12 @@ def test_interval_order_ranks_only_disjoint_intervals():
     assert interval_order((0.5, 0.6), (0.1, 0.4)) == 1 and interval_order((0.1, 0.4), (0.5, 0.6)) == -1
     assert interval_order((0.1, 0.5), (0.4, 0.6)) == 0 and interval_order((0.1, 0.4), (0.4, 0.6)) == 0
     assert interval_order((float("nan"), 0.4), (0.5, 0.6)) == 0
+
+
+def test_a_lower_bound_ranks_above_a_sound_figure_but_never_below():
+    from advdetect.metrics import sound_order
+
+    assert sound_order(1, a_sound=False, b_sound=True) == 1      # a's lower bound already lies above b
+    assert sound_order(1, a_sound=True, b_sound=False) == 0      # b, the lower, may be higher in truth
+    assert sound_order(-1, a_sound=True, b_sound=False) == -1 and sound_order(-1, a_sound=False) == 0
+    assert sound_order(0) == 0 and sound_order(1) == 1

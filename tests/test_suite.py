@@ -416,6 +416,7 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
     assert w.loc["D", "ASR-1 within Linf 0.3"] == pytest.approx(0.2) and w.loc["D", "eligible"] == 10
     assert reports.interval_bounds(w.loc["D", "95% CI"]) == pytest.approx(metrics.proportion_ci(2, 10), abs=0.005)
     assert reports.worst_case(s, budget=("linf", 0.4)).loc["D", "ASR-1 within Linf 0.4"] == pytest.approx(0.6)
+    assert np.isnan(w.loc["D", "paper ASR-1 within Linf 0.3"])            # no paper column for an unknown defence
     t = reports.results_table(s, ["PGD Linf 0.3, U", "PGD Linf 0.4, U"],
                               paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
     row = t.loc[("PGD Linf 0.3, U", "D")]

@@ -192,6 +192,17 @@ def interval_order(a: tuple[float, float], b: tuple[float, float]) -> int:
     return 1 if alo > bhi else -1 if ahi < blo else 0
 
 
+def sound_order(order: int, a_sound: bool = True, b_sound: bool = True) -> int:
+    """:func:`interval_order` of two attack success ratios ``a`` and ``b``, kept only where the lower of the two
+    is sound (every check of the attacks behind it passed): a figure that failed a check is only a lower bound
+    on what an attacker achieves, so it can lie above another but never below it. Returns ``order`` or 0."""
+    if order == 1:
+        return 1 if b_sound else 0
+    if order == -1:
+        return -1 if a_sound else 0
+    return 0
+
+
 def total_variation(p: np.ndarray, q: np.ndarray, cell: float) -> float:
     """Total-variation distance 0.5 * integral |p - q| of two densities sampled on a regular grid."""
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum() * cell)

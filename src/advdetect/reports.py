@@ -26,12 +26,14 @@ from .metrics import (
     interval_order,
     mean_interval,
     proportion_ci,
+    sound_order,
     threshold_at_tpr,
 )
 from .objectives import Criterion
 from .paper import (
     ARCLU_OWN_CHECK,
     ARCLU_TABLE2_ACCURACY,
+    ARCLU_TABLE2_MNIST,
     GAT_ROBUST_CLASSIFIER,
     GAT_TABLE1_8,
     GAT_TABLE2,
@@ -45,7 +47,7 @@ from .paper import (
     PAPER_NAMES,
     TRADES_MNIST,
 )
-from .suite import SuiteResult, attack_name, converged, paper_protocol, threat
+from .suite import SuiteResult, attack_name, paper_protocol, threat
 from .training import accuracy
 
 # ------------------------------------------------------------------------------------- GAT robustness (ch. 02)
@@ -222,11 +224,8 @@ def rank_pair(a: str, b: str, shares: Mapping[str, tuple[float, int]], sound: Ma
     check is only a lower bound on what an attacker achieves: it can still lie clearly *above* a sound one
     (its true value is higher still), never clearly below, so the lower of the two must be sound."""
     ok = (lambda k: True) if sound is None else (lambda k: bool(sound.get(k, False)))
-    if clearly_above(shares[b], shares[a]) and ok(a):
-        return -1
-    if clearly_above(shares[a], shares[b]) and ok(b):
-        return 1
-    return 0
+    order = 1 if clearly_above(shares[a], shares[b]) else -1 if clearly_above(shares[b], shares[a]) else 0
+    return sound_order(order, ok(a), ok(b))
 
 
 def ranking_phrase(shares: Mapping[str, tuple[float, int]], pairs=(), *, what: str = "worst-case ASR-1",
@@ -757,7 +756,9 @@ def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapp
     :func:`advdetect.suite.convergence_study` within ``budget``) the strongest single run there run to
     convergence on its subset (ASR-1, interval, eligible images, and whether the last doubling of steps added
     at most 2 points); and the worst case over every attack of every budget run on all attacked images
-    (``worst-case ASR-1``, the attack that reached it, with its interval). Sorted by the ranked figure."""
+    (``worst-case ASR-1``, the attack that reached it, with its interval). Beside them the paper's figures where
+    ARCLU's Table 2 has the defence (labelled ``paper ...``): its accuracy, the worse of its targeted and
+    untargeted PGD rows within ``budget``, and its worst case. Sorted by the ranked figure."""
     label = attack_name(*budget)
     rows = []
     for d in suite.defences:
@@ -780,6 +781,11 @@ def worst_case(suite: SuiteResult, exclude_tables=("sanity",), convergence: Mapp
         r = suite.results[(d, name)]
         lo, hi = proportion_ci(*r["counts"][suite.arenas[d].ps[0]])
         row.update({"worst-case ASR-1": r["ASR-1"], "its attack": name, "its 95% CI": f"{lo:.2f}-{hi:.2f}"})
+        paper = PAPER_NAMES.get(d, "")
+        rows_at = [ARCLU_TABLE2_MNIST.get(f"PGD {label}, {t}", {}).get(paper, {}).get("ASR-1") for t in "TU"]
+        row.update({"paper accuracy": ARCLU_TABLE2_ACCURACY.get(paper, np.nan),
+                    f"paper ASR-1 within {label}": max((v for v in rows_at if v is not None), default=np.nan),
+                    "paper worst-case ASR-1": ARCLU_TABLE2_MNIST["Worst case"].get(paper, {}).get("ASR-1", np.nan)})
         rows.append(row)
     return pd.DataFrame(rows).set_index("defence").sort_values(f"ASR-1 within {label}")
 
@@ -796,8 +802,8 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
     norm of the attacks the check is about, for :func:`suite_soundness`): unbounded budgets (every ``sanity``
     attack) reach ASR-1 >= ``unbounded_min``; ASR-1 does not fall as eps grows (L-inf 0.3 -> 0.4 -> 1.0 and L2 2.0
     -> 6.0, per-sample unions, one sample of slack); each convergence study's run has converged (``convergence``:
-    defence -> :func:`advdetect.suite.convergence_study`; the last doubling of its steps adds at most ``aa_margin``,
-    or it broke every eligible image); black-box ASR-1 does not exceed white-box ASR-1 on the same points;
+    defence -> :func:`advdetect.suite.convergence_study`, whose ``converged`` it reports: the last doubling of its
+    steps adds at most its tolerance, or it broke every eligible image); black-box ASR-1 does not exceed white-box ASR-1 on the same points;
     AutoAttack breaks at most a share ``aa_margin`` of the eligible images that the whole white-box suite at its
     budget did not, and so does the APGD check (``apgd`` attacks: Croce & Hein's step rule on each defence's own
     losses), and so does each paper's own attack on its defence (``protocols``: the table of
@@ -837,9 +843,8 @@ def sanity_checks(suite: SuiteResult, convergence: Mapping | None = None, *, pro
         if convergence and d in convergence:
             c = convergence[d]
             t = c["steps"][-1]
-            add(d, f"{c['attack']} converged: {t // 2} -> {t} steps adds <= {aa_margin:g}",
-                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", converged(c["gain"], c["asr"][-1], aa_margin),
-                c.get("norm", "linf"))
+            add(d, f"{c['attack']} converged: {t // 2} -> {t} steps adds <= {c.get('tolerance', aa_margin):g}",
+                f"{c['asr'][-1] - c['gain']:.2f} -> {c['asr'][-1]:.2f}", c["converged"], c.get("norm", "linf"))
         for s in suite.specs:
             if s["table"] != 3:
                 continue

@@ -689,7 +689,7 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     arena's points: ASR-1 after 1, 2, 4, ... and ``steps`` steps, the gain of the last doubling (ASR after
     ``steps`` minus ASR after ``steps // 2``) and ``converged`` (:func:`converged`: that gain is at most
     ``tolerance``, or every eligible point is broken). Returns
-    ``{"steps", "asr", "gain", "converged", "n", "curve", "x_adv"}`` (``n``: eligible points; ``curve``: ASR-1
+    ``{"steps", "asr", "gain", "converged", "tolerance", "n", "curve", "x_adv"}`` (``n``: eligible points; ``curve``: ASR-1
     after every step; ``x_adv``: the run's examples). Other keywords (``random_start``) go to :func:`pgd_run`."""
     out = pgd_run(cache, arena, loss=loss, norm=norm, eps=eps, steps=steps, step_size=step_size,
                   targeted=targeted, rule=rule, trace=True, **kwargs)
@@ -699,8 +699,8 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
     marks = sorted({*(2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps), steps // 2, steps} - {0})
     asr = [float(curve[t - 1]) for t in marks]
     gain = float(curve[steps - 1] - curve[max(steps // 2, 1) - 1])
-    return {"steps": marks, "asr": asr, "gain": gain, "converged": converged(gain, asr[-1], tolerance), "n": n,
-            "curve": curve, "x_adv": out["x_adv"]}
+    return {"steps": marks, "asr": asr, "gain": gain, "converged": converged(gain, asr[-1], tolerance),
+            "tolerance": tolerance, "n": n, "curve": curve, "x_adv": out["x_adv"]}
 
 
 def converged(gain: float, final: float, tolerance: float = 0.02) -> bool:

@@ -19,7 +19,7 @@ from typing import Mapping
 import pandas as pd
 
 from .executed import glued, repo_root
-from .metrics import interval_order, proportion_ci
+from .metrics import interval_order, proportion_ci, sound_order
 from .paper import ARCLU_OWN_CHECK, ARCLU_TABLE2_MNIST, GAT_TABLE2, GAT_TABLE11_12
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "cannot be decided at this scale"
@@ -129,9 +129,9 @@ def judge(claim: Claim, glued: Mapping[str, Mapping], met: Mapping[str, bool] | 
 
     why = ""
     if claim.versus is not None and verdict != UNDECIDED:
-        # the figure found lower must be sound: a lower bound can lie clearly above another, never below
-        ours_lower = (verdict == HOLDS) == (claim.better == "lower")
-        if not sound(claim.requires if ours_lower else claim.versus_requires):
+        # ours above the other (+1) or below it (-1), kept only where the lower figure is sound (sound_order)
+        order = 1 if (verdict == HOLDS) == (claim.better == "higher") else -1
+        if sound_order(order, sound(claim.requires), sound(claim.versus_requires)) == 0:
             verdict, why = UNDECIDED, (" (the attacks behind the lower figure failed the suite's checks: "
                                        "it is only a lower bound)")
     if not strong and verdict == UNDECIDED and claim.needs:
