@@ -30,3 +30,16 @@ def test_other_architectures():
 def test_normalisation_is_inside_the_model():
     m = models.WideResNet(depth=10, widen=1)
     assert torch.allclose(m.normalize(torch.full((1, 3, 2, 2), 0.4914))[0, 0], torch.zeros(2, 2), atol=1e-6)
+
+
+def test_the_fast_pooling_equals_max_pool2d_with_and_without_a_gradient():
+    import torch.nn.functional as F
+    h = torch.randn(4, 3, 14, 14)
+    with torch.no_grad():
+        assert torch.equal(models.max_pool_2x2(h), F.max_pool2d(h, 2))
+        odd = torch.randn(2, 3, 7, 7)
+        assert torch.equal(models.max_pool_2x2(odd), F.max_pool2d(odd, 2))
+    a, b = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+    (ga,) = torch.autograd.grad(models.max_pool_2x2(a).square().sum(), a)
+    (gb,) = torch.autograd.grad(F.max_pool2d(b, 2).square().sum(), b)
+    assert torch.equal(ga, gb)

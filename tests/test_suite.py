@@ -848,3 +848,84 @@ def test_judges_verdict_needs_intervals_apart_and_names_a_split():
     split = reports.judges_verdict({"kNN": (0.04, 0.02), "CNN": (0.14, 0.03)}, 200, claim)   # chapter 06's case
     assert split.startswith("The judges differ") and "for the kNN judge the two 95% intervals overlap" in split
     assert "for the CNN judge the first shows it more often" in split
+
+
+class _Tied(torch.nn.Module):
+    """Two logits that differ by 1e-3 of ~400 in float32 (class 1 ahead) and tie once rounded to bfloat16,
+    where the argmax then says class 0."""
+
+    num_outputs = 2
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(784, 2, bias=False)
+        with torch.no_grad():
+            self.linear.weight.fill_(1.0)
+            self.linear.weight[1] += 1e-3
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+def test_a_bfloat16_objective_judges_success_in_float32():
+    d = defences.ClassifierDefence("tied", _Tied())
+    x, y = torch.full((3, 1, 28, 28), 0.5), torch.ones(3, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert d.outputs(x).logits.argmax(1).tolist() == [0, 0, 0]   # rounded, the label looks beaten
+    exact_loss, exact = objectives.objective(d, "margin", objectives.Criterion())(x, y)
+    fast = objectives.objective(d, "margin", objectives.Criterion(), also=[objectives.Criterion()],
+                                precision="bf16")
+    xa = x.clone().requires_grad_(True)
+    loss, success = fast(xa, y)
+    assert not exact.any() and success.shape == (3, 2) and not success.any()   # float32 decides: not fooled
+    assert loss.dtype == torch.float32
+    (g,) = torch.autograd.grad(loss.sum(), xa)                                  # the gradient still flows
+    assert g.shape == x.shape and torch.isfinite(g).all()
+    with pytest.raises(ValueError, match="unknown precision"):
+        objectives.objective(d, "margin", precision="fp16")
+
+
+def test_bfloat16_attacks_break_the_undefended_model_and_are_cached_apart(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    x, y, xh = evaluation.attacked_points(mnist_small, 20, seed=0)
+    exact = evaluation.Arena(trained, x, y, xh[:400], ps=(1, 5))
+    fast = evaluation.Arena(trained, x, y, xh[:400], ps=(1, 5), precision="bf16")
+    kw = dict(loss="composite", norm="linf", eps=0.3, targeted=False, steps=10, step_size=0.05)
+    a, b = suite.pgd_run(cache, exact, **kw), suite.pgd_run(cache, fast, **kw)
+    assert len(list((tmp_path / "c" / "suite_attack").iterdir())) == 2
+    assert fast.evaluate(b["x_adv"])["ASR-1"] >= 0.9 and exact.evaluate(a["x_adv"])["ASR-1"] >= 0.9
+    assert (b["x_adv"] - x).abs().max() <= 0.3 + 1e-6
+    with pytest.raises(ValueError, match="unknown precision"):
+        evaluation.Arena(trained, x, y, xh[:400], ps=(1, 5), precision="half")
+
+
+def test_the_suite_takes_a_precision_per_defence_and_names_unknown_ones(trained, mnist_small, tmp_path):
+    x, y, xh = evaluation.attacked_points(mnist_small, 10, seed=0)
+    both = {"Vanilla": trained, "FS": defences.FeatureSqueezing(trained.classifier, size=2)}
+    specs = [{"name": "FGSM Linf 0.1", "table": 4, "method": "fgsm", "norm": "linf", "eps": 0.1}]
+    kw = dict(surrogate_x={}, ps=(1, 5), progress=False)
+    out = suite.run_suite(ArtefactCache(tmp_path / "c"), both, x, y, xh[:300], specs, precision={"FS": "bf16"}, **kw)
+    assert {n: a.precision for n, a in out.arenas.items()} == {"Vanilla": "fp32", "FS": "bf16"}
+    with pytest.raises(ValueError, match="does not attack: GAT"):
+        suite.run_suite(ArtefactCache(tmp_path / "c"), both, x, y, xh[:300], specs, precision={"GAT": "bf16"}, **kw)
+
+
+def test_the_apgd_check_runs_in_float32_whatever_the_suite_s_precision():
+    specs = suite.attack_specs(profiles.defaults("adaptive", "cpu"))
+    assert all(s["precision"] == "fp32" for s in specs if s["table"] == "apgd")
+    assert not any("precision" in s for s in specs if s["table"] != "apgd")
+
+
+def test_evaluating_the_best_examples_reuses_their_candidates_decisions(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist_small, n=20)
+    strong = suite.white_box(cache, arena, method="pgd", norm="linf", eps=0.3, steps=5, step_sizes=[0.05])[1]
+    best = evaluation.best_per_p(arena, {1: [arena.x, strong]})
+    fresh = evaluation.Arena(trained, arena.x, arena.y, arena.x_heldout, ps=(1, 5))   # remembers nothing
+    remembered, decided = arena.evaluate(best), fresh.evaluate({p: v.clone() for p, v in best.items()})
+    for key in ("ASR-1", "ASR-5", "EROC"):
+        assert remembered[key] == decided[key]
+    assert torch.equal(remembered["pred"], decided["pred"]) and torch.allclose(remembered["score"], decided["score"])
+    changed = best[1].clone()
+    changed[0] = arena.x[0]                          # other bytes: decided anew, not taken from the memory
+    assert torch.equal(arena.decide(changed)[0], trained.decide(changed)[0])

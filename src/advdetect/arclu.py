@@ -27,8 +27,8 @@ from . import attacks
 from .defences import DistanceDefence
 from .metrics import eroc, eroc_interval
 from .objectives import Criterion, objective
-from .runtime import device_of
-from .training import autocast, check_precision, eps_scale, fit, scaled_attack, step_schedule, train_classifier
+from .runtime import autocast, check_precision, device_of
+from .training import eps_scale, fit, scaled_attack, step_schedule, train_classifier
 
 # ------------------------------------------------------------------------------------ the mixture (Eqs. 11-16)
 
@@ -92,7 +92,7 @@ def train_arclu(store, encoder: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     training accuracy per epoch. ``warmup`` (epochs) ramps the attack's budget up from ``warmup_from`` times its
     eps, and the learning rate drops tenfold at each epoch of ``lr_drops``, as
     :func:`advdetect.training.train_classifier` does; ``precision`` is the arithmetic of the attack's and the
-    loss's forward passes (:func:`advdetect.training.autocast`; the thresholds are set in float32)."""
+    loss's forward passes (:func:`advdetect.runtime.autocast`; the thresholds are set in float32)."""
     device = device_of(encoder)
     check_precision(precision)
     means = means.to(device)

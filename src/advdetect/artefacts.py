@@ -87,7 +87,7 @@ def madry_classifier(cache, ds, *, width: float, epochs: int, lr: float, batch_s
                      seed: int, device, warmup: float = 0.0, lr_drops=(), precision: str = "fp32") -> Trained:
     """Madry et al.'s adversarial training of the same network (PGD with sign steps, random start); the budget
     ramps up from 0.3 eps over ``warmup`` epochs and the learning rate drops tenfold at each of ``lr_drops``;
-    ``precision`` is the training loop's (:func:`~advdetect.training.autocast`)."""
+    ``precision`` is the training loop's (:func:`~advdetect.runtime.autocast`)."""
     kwargs = {"rule": "sign", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "lr": lr, "batch": batch_size, "seed": seed,
               "attack": kwargs, "warmup": warmup, "lr_drops": list(lr_drops),
@@ -113,7 +113,7 @@ def gat_detectors(cache, ds, *, attack: Mapping, width: float, epochs: int, m: i
     (:func:`~advdetect.ensemble.bank_from_classifier`, GAT's start on CIFAR-10) instead of at random; with a
     trained :class:`~advdetect.ensemble.DetectorBank` of the same network as ``init``, the detectors continue
     from it (a curriculum: a larger budget's detectors start from a smaller budget's). ``precision`` is the
-    training steps' (:func:`~advdetect.training.autocast`; monitoring and selection run in float32)."""
+    training steps' (:func:`~advdetect.runtime.autocast`; monitoring and selection run in float32)."""
     kwargs = {"rule": "adam", "random_start": True, **dict(attack)}
     config = {**_data(ds), "width": width, "epochs": epochs, "m": m, "lr": lr, "seed": seed, "attack": kwargs,
               "monitor": monitor, **_precision(precision)}
@@ -223,7 +223,7 @@ def arclu_detector(cache, ds, *, width: float, l: int, magnitude: float, epochs:
     """ARCLU's detector (Algorithm 1), or the L-Ben ablation with ``lben=True``: the encoder to m = k * l
     dimensions; ``extra["means"]`` holds its cluster means (M = ``magnitude``). ``arch``: ARCLU's small MNIST
     CNN (``"small cnn"``) or a CIFAR-10 network of :func:`~advdetect.models.cifar_network`. ``precision``: the
-    training steps' arithmetic (:func:`~advdetect.training.autocast`)."""
+    training steps' arithmetic (:func:`~advdetect.runtime.autocast`)."""
     k = ds.num_classes
     means = arclu.class_means(k, l=l, magnitude=magnitude)
     kwargs = {"rule": "sign", **dict(attack)}

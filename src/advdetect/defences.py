@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import max_pool_2x2
 from .metrics import thresholds_at_fpr
 from .runtime import device_of
 
@@ -284,8 +285,8 @@ class FeatureSqueezing(Defence):
 def layer_activations(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The activations of every stage of a two-convolution network (:class:`~advdetect.models.SmallCNN`):
     after each convolution stage (ReLU + pool), after the hidden fully connected layer, and the logits."""
-    h1 = F.max_pool2d(F.relu(model.conv1(model.normalize(x))), 2)
-    h2 = F.max_pool2d(F.relu(model.conv2(h1)), 2)
+    h1 = max_pool_2x2(F.relu(model.conv1(model.normalize(x))))
+    h2 = max_pool_2x2(F.relu(model.conv2(h1)))
     h3 = F.relu(model.fc1(h2.flatten(1)))
     return [h1, h2, h3, model.fc2(h3)]
 

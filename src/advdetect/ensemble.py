@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .models import SmallCNN, check_image
+from .models import SmallCNN, check_image, max_pool_2x2
 
 
 def _key(name: str) -> str:
@@ -101,7 +101,7 @@ class DetectorBank(nn.Module):
         h = (x - b["normalize.mean"][j]) / b["normalize.std"][j]
         for name in ("conv1", "conv2"):
             w = p[f"{name}__weight"][j]
-            h = F.max_pool2d(F.relu(F.conv2d(h, w, p[f"{name}__bias"][j], padding=w.shape[-1] // 2)), 2)
+            h = max_pool_2x2(F.relu(F.conv2d(h, w, p[f"{name}__bias"][j], padding=w.shape[-1] // 2)))
         h = F.relu(F.linear(h.flatten(1), p["fc1__weight"][j], p["fc1__bias"][j]))
         return F.linear(h, p["fc2__weight"][j], p["fc2__bias"][j])[:, 0]
 
@@ -135,7 +135,7 @@ class DetectorBank(nn.Module):
             w = p[f"{name}__weight"]
             h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), p[f"{name}__bias"].reshape(-1), padding=w.shape[-1] // 2,
                          groups=k)
-            h = F.max_pool2d(F.relu(h), 2)
+            h = max_pool_2x2(F.relu(h))
         h = h.reshape(n, k, -1).transpose(0, 1)  # (K, N, features), each detector's features in its own order
         h = F.relu(torch.baddbmm(p["fc1__bias"].unsqueeze(1), h, p["fc1__weight"].transpose(1, 2)))
         return torch.baddbmm(p["fc2__bias"].unsqueeze(1), h, p["fc2__weight"].transpose(1, 2))[..., 0]

@@ -10,6 +10,7 @@ accepted after it), EROC and the per-sample success, all through :class:`~advdet
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ import torch
 from .data import stratified_split
 from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr
 from .objectives import Criterion
-from .runtime import device_of
+from .runtime import check_precision, device_of
 
 
 def score_unit(scores: torch.Tensor) -> float:
@@ -30,6 +31,18 @@ def score_unit(scores: torch.Tensor) -> float:
     s = scores[torch.isfinite(scores)].double()
     unit = float(s.std()) if s.numel() > 1 else 0.0
     return unit if unit > 1e-12 else 1.0
+
+
+#: how many sets of examples an :class:`Arena` remembers the decisions of (:meth:`Arena.decide`)
+_REMEMBERED = 16
+
+
+def _digest(xa: torch.Tensor) -> bytes:
+    """The identity of a set of examples: a hash of its shape, dtype and bytes."""
+    t = xa.detach().cpu().contiguous()
+    h = hashlib.blake2b(str((tuple(t.shape), t.dtype)).encode(), digest_size=16)
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()
 
 
 def random_targets(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -43,7 +56,9 @@ class Arena:
     """One defence and what every attack on it shares: the attacked points ``(x, y)``, the held-out benign
     inputs that set the thresholds, their decisions, the thresholds at each FPR ``ps`` (in %) and the random
     targets of targeted attacks (seeded). ``attack_ps`` (default: every p) are the operating points that the
-    white-box attacks aim at, each with its own run (see :meth:`evaluate`)."""
+    white-box attacks aim at, each with its own run (see :meth:`evaluate`). ``precision`` is the arithmetic of
+    their forward passes (:func:`advdetect.objectives.objective`: ``bf16`` computes the gradients in bfloat16
+    and judges success in float32); thresholds, decisions and every evaluation are float32 whatever it is."""
 
     defence: Any
     x: torch.Tensor
@@ -52,11 +67,13 @@ class Arena:
     ps: tuple = (1, 2, 5, 10)
     seed: int = 0
     attack_ps: tuple | None = None
+    precision: str = "fp32"
     heldout: tuple = field(init=False)
     clean: tuple = field(init=False)
     tau: dict = field(init=False)
     score_unit: float = field(init=False)
     targets: torch.Tensor = field(init=False)
+    _decided: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self):
         k = self.defence.num_classes
@@ -64,6 +81,7 @@ class Arena:
         self.attack_ps = self.ps if self.attack_ps is None else tuple(self.attack_ps)
         if not self.attack_ps or any(p not in self.ps for p in self.attack_ps):
             raise ValueError(f"attack_ps {self.attack_ps} must be a non-empty subset of ps {self.ps}")
+        check_precision(self.precision)
         self.heldout = self.defence.decide(self.x_heldout)
         self.clean = self.defence.decide(self.x)
         self.tau = {p: torch.as_tensor(thresholds_at_fpr(self.heldout[1], self.heldout[0], p / 100, k),
@@ -75,6 +93,18 @@ class Arena:
     def device(self):
         return device_of(self.defence)
 
+    def decide(self, xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The defence's decisions ``(pred, score)`` on ``xa``; examples that :func:`best_per_p` has just put
+        together from candidates it decided are not passed through the defence again (their decisions are the
+        candidates', remembered by the examples' bytes, for the last few sets only)."""
+        known = self._decided.get(_digest(xa))
+        return known if known is not None else self.defence.decide(xa)
+
+    def _remember(self, xa: torch.Tensor, decisions: tuple[torch.Tensor, torch.Tensor]) -> None:
+        while len(self._decided) >= _REMEMBERED:
+            self._decided.pop(next(iter(self._decided)))
+        self._decided[_digest(xa)] = decisions
+
     def subset(self, n: int) -> "Arena":
         """The same arena on its first ``n`` attacked points (a seeded, stratified-then-shuffled prefix): the
         held-out decisions and thresholds are shared, not recomputed."""
@@ -84,6 +114,7 @@ class Arena:
         sub = object.__new__(Arena)
         sub.__dict__.update(self.__dict__)
         sub.x, sub.y, sub.targets = self.x[:n], self.y[:n], self.targets[:n]
+        sub._decided = {}
         sub.clean = tuple(c[:n] for c in self.clean)
         return sub
 
@@ -112,7 +143,7 @@ class Arena:
 
         def decide(xa):
             if id(xa) not in decided:
-                decided[id(xa)] = self.defence.decide(xa)
+                decided[id(xa)] = self.decide(xa)
             return decided[id(xa)]
 
         pred, score = decide(first)
@@ -147,19 +178,25 @@ def best_of(arena: Arena, candidates: list[torch.Tensor], p: float | None = None
 
 
 def _best(arena: Arena, candidates: list[torch.Tensor], ps) -> list[torch.Tensor]:
-    """:func:`best_of` at each p of ``ps``, deciding every candidate once."""
-    best, best_key = [None] * len(ps), [None] * len(ps)
+    """:func:`best_of` at each p of ``ps``, deciding every candidate once (the arena remembers the decisions
+    of what it returns, so that evaluating it does not decide it again)."""
+    best, best_key, best_pred, best_score = ([None] * len(ps) for _ in range(4))
     for xa in candidates:
-        pred, score = arena.defence.decide(xa)
+        pred, score = arena.decide(xa)
         for i, p in enumerate(ps):
             room = arena.criterion(p).threshold(pred) - score  # >= 0: not rejected
             key = torch.where(pred != arena.y, torch.where(room >= 0, 1e6 + room, room), torch.full_like(room, -1e9))
             if best[i] is None:
-                best[i], best_key[i] = xa.clone(), key
+                best[i], best_key[i], best_pred[i], best_score[i] = xa.clone(), key, pred.clone(), score.clone()
             else:
                 better = key > best_key[i]
                 best[i][better] = xa[better]
                 best_key[i] = torch.where(better, key, best_key[i])
+                best_pred[i] = torch.where(better, pred, best_pred[i])
+                best_score[i] = torch.where(better, score, best_score[i])
+    for i in range(len(ps)):
+        if best[i] is not None:
+            arena._remember(best[i], (best_pred[i], best_score[i]))
     return best
 
 

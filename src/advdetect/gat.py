@@ -25,8 +25,8 @@ from .defences import GatGenerative
 from .ensemble import DetectorBank
 from .metrics import roc_auc
 from .objectives import Criterion, penalised, raise_logit
-from .runtime import device_of
-from .training import autocast, check_precision, fit, make_optimizer
+from .runtime import autocast, check_precision, device_of
+from .training import fit, make_optimizer
 
 
 def detector_batches(y: torch.Tensor, m: int, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +77,7 @@ def gat_loss(bank: DetectorBank, positives: torch.Tensor, negatives: torch.Tenso
 def gat_step(bank: DetectorBank, optimizer: torch.optim.Optimizer, positives: torch.Tensor, negatives: torch.Tensor,
              attack_kwargs: Mapping | None, precision: str = "fp32") -> float:
     """One optimiser step of all K detectors; ``attack_kwargs=None`` trains on clean negatives. ``precision``:
-    the arithmetic of the attack's and the loss's forward passes (:func:`advdetect.training.autocast`)."""
+    the arithmetic of the attack's and the loss's forward passes (:func:`advdetect.runtime.autocast`)."""
     with autocast(device_of(bank), precision):
         if attack_kwargs is not None:
             bank.eval()

@@ -38,6 +38,16 @@ def check_image(x: torch.Tensor, channels: int, size: int, who: str) -> None:
         raise ValueError(f"{who} expects images of shape (N, {channels}, {size}, {size}), got {tuple(x.shape)}")
 
 
+def max_pool_2x2(h: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(h, 2)``, exactly. Where no gradient is needed and the sides are even, as two elementwise
+    maxima of strided halves: on a CPU about twice as fast as the pooling kernel on the MNIST networks' shapes
+    (their evaluations and thresholds); with a gradient the kernel, whose backward pass is the faster one."""
+    if (torch.is_grad_enabled() and h.requires_grad) or h.shape[-1] % 2 or h.shape[-2] % 2:
+        return F.max_pool2d(h, 2)
+    h = torch.maximum(h[..., 0::2, :], h[..., 1::2, :])
+    return torch.maximum(h[..., 0::2], h[..., 1::2])
+
+
 class SmallCNN(nn.Module):
     """Two convolution + ReLU + max-pool 2 stages, FC + ReLU, FC out: the shape of both papers' MNIST networks."""
 
@@ -56,8 +66,8 @@ class SmallCNN(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate representation (after FC + ReLU)."""
         check_image(x, self.in_channels, self.image_size, type(self).__name__)
-        h = F.max_pool2d(F.relu(self.conv1(self.normalize(x))), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        h = max_pool_2x2(F.relu(self.conv1(self.normalize(x))))
+        h = max_pool_2x2(F.relu(self.conv2(h)))
         return F.relu(self.fc1(h.flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .runtime import autocast, check_precision
+
 # ------------------------------------------------------------------------------------------------ the criterion
 
 
@@ -190,13 +192,20 @@ def loss_value(name: str, outputs, labels: torch.Tensor, criterion: Criterion, t
 
 # ----------------------------------------------------------------------------------------- engine objectives
 
-def objective(defence, loss: str, criterion: Criterion | None = None, targeted: bool = False, also=()):
+def objective(defence, loss: str, criterion: Criterion | None = None, targeted: bool = False, also=(),
+              precision: str = "fp32"):
     """An engine objective for ``defence``: ``objective(x, y)`` (with ``targeted``: ``(x, (y, t))``) returns
     the loss ``loss`` and the ``criterion``'s success, both from one forward pass of ``defence.outputs``. With
     ``also`` (more criteria, e.g. the thresholds of other operating points) the success is a ``(B, 1 + len(also))``
-    mask, the ``criterion``'s first, so that the engine also keeps the first iterate that met each of them."""
+    mask, the ``criterion``'s first, so that the engine also keeps the first iterate that met each of them.
+
+    ``precision="bf16"`` runs that forward pass under bfloat16 autocast (:func:`advdetect.runtime.autocast`; the
+    loss is returned in float32), and judges success in float32 all the same: the inputs that the bfloat16 pass
+    finds successful under any criterion are passed again in float32, without a gradient, and that pass decides
+    - so an attack never stops on, or keeps as a success, an input that succeeds only in rounded arithmetic."""
     criterion = Criterion() if criterion is None else criterion
     also = list(also)
+    check_precision(precision)
     if any(c.targeted != criterion.targeted for c in also):
         raise ValueError("the criteria of also must be targeted exactly when the criterion is")
     if loss not in LOSSES:
@@ -204,25 +213,38 @@ def objective(defence, loss: str, criterion: Criterion | None = None, targeted: 
     if criterion.targeted and not targeted:
         raise ValueError("a targeted criterion needs a targeted objective")
 
-    def fn(x, labels):
-        y, t = labels if targeted else (labels, None)
-        o = defence.outputs(x)
-        value = loss_value(loss, o, t if targeted else y, criterion, targeted)
+    def judged(o, y, t):
         success = criterion.success(o.logits, o.score, y, t)
         if also:
             success = torch.stack([success] + [c.success(o.logits, o.score, y, t) for c in also], 1)
-        return value, success
+        return success
+
+    def fn(x, labels):
+        y, t = labels if targeted else (labels, None)
+        with autocast(x.device, precision):
+            o = defence.outputs(x)
+            value = loss_value(loss, o, t if targeted else y, criterion, targeted)
+        success = judged(o, y, t)
+        if precision == "fp32":
+            return value, success
+        rows = (success if success.dim() == 1 else success.any(1)).nonzero().squeeze(1)
+        if len(rows):
+            with torch.no_grad():
+                exact = judged(defence.outputs(x.detach()[rows]), y[rows], None if t is None else t[rows])
+            success = success.clone()
+            success[rows] = exact
+        return value.float(), success
 
     return fn
 
 
 def penalised(defence, loss: str, criterion: Criterion | None = None, *, penalty_on: str = "loss",
-              targeted: bool = False, hinge: bool = True, also=()):
+              targeted: bool = False, hinge: bool = True, also=(), precision: str = "fp32"):
     """The objective of :func:`advdetect.attacks.penalty_search` (second argument ``(c, x0, labels)``):
     ``||x - x0||_2^2 + c * max(loss, 0)`` (``penalty_on="loss"``, Carlini & Wagner's L2 attack; without
     ``hinge`` the loss is not clipped) or ``loss + c * ||x - x0||_2^2`` (``"distance"``, GAT's Eq. 15), with the
-    ``criterion``'s success (and the watched criteria ``also``, as :func:`objective`'s)."""
-    inner = objective(defence, loss, criterion, targeted, also=also)
+    ``criterion``'s success (and the watched criteria ``also``, and the ``precision``, as :func:`objective`'s)."""
+    inner = objective(defence, loss, criterion, targeted, also=also, precision=precision)
 
     def fn(xa, extra):
         c, x0, labels = extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -107,3 +108,24 @@ def freeze(model):
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+#: the arithmetic a training loop or an attack may run its forward passes in: ``fp32`` (everything in float32) or
+#: ``bf16`` (autocast: convolutions and matrix products in bfloat16; the weights, their updates and an attack's
+#: input gradients in float32)
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them (a training loop or an
+    attack calls this before its first step)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """A context in which forward passes run at ``precision`` (one of :data:`PRECISIONS`) on ``device``."""
+    if check_precision(precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

@@ -32,7 +32,7 @@ from . import attacks, blackbox
 from .artefacts import attack_examples, memo
 from .evaluation import Arena, best_per_p
 from .objectives import Criterion, objective, penalised
-from .runtime import device_of, progress_bar
+from .runtime import check_precision, device_of, progress_bar
 
 #: what a cached attack holds; bumped when that changes, so that older entries are not read as the new kind
 #: (2: a PGD run also keeps, per other operating point, the first iterate that met its thresholds)
@@ -89,13 +89,14 @@ _ENGINE = {"pgd": attacks.attack, "mim": attacks.mim, "fgsm": attacks.fgsm}
 def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, method: str = "pgd", norm: str = "linf",
             steps: int = 1, step_size: float | None = None, rule: str = "steepest", random_start: bool = False,
             restarts: int = 1, trace: bool = False, target_offset: int | None = None, batch_size: int = 500,
-            p: float | None = None) -> dict:
+            p: float | None = None, precision: str | None = None) -> dict:
     """One run of the engine (``method``: ``pgd``, ``mim`` or ``fgsm``; cached) on the arena's criterion at the
     thresholds of ``p``% false positives (default: the first p): ``{"x_adv", "also"}``, where ``also`` holds,
     for each other p of the arena, the first iterate that succeeded at tau_p (or the run's best; see
     :func:`candidates`), and with ``trace`` also ``"trace"``: (steps, N) which samples had succeeded after each
     step. A targeted run aims at the arena's random targets, or with ``target_offset`` r at the classes
-    (y + r) mod K."""
+    (y + r) mod K. ``precision`` (default: the arena's) is the arithmetic of its forward passes
+    (:func:`advdetect.objectives.objective`); a bfloat16 run is cached apart from a float32 one."""
     if method not in _ENGINE:
         raise ValueError(f"unknown engine attack {method!r}: choose one of {', '.join(_ENGINE)}")
     run = {"method": method, "loss": loss, "eps": eps, "targeted": targeted, "random_start": random_start,
@@ -106,6 +107,9 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
         run["target_offset"] = int(target_offset)
     if p is not None and p != arena.ps[0]:
         run["p"] = p
+    precision = arena.precision if precision is None else precision
+    if precision != "fp32":
+        run["precision"] = precision
 
     def compute():
         dev = arena.device
@@ -121,7 +125,7 @@ def pgd_run(cache, arena: Arena, *, loss: str, eps: float, targeted: bool, metho
         aim = arena.ps[0] if p is None else p
         others = [arena.criterion(q).to(dev) for q in arena.ps if q != aim]
         res = _ENGINE[method](objective(arena.defence, loss, arena.criterion(p).to(dev), targeted,
-                                        also=others), arena.x.to(dev), labels, eps=eps, **kw)
+                                        also=others, precision=precision), arena.x.to(dev), labels, eps=eps, **kw)
         out = {"x_adv": res.x_adv.cpu(),
                "also": (res.also.cpu() if res.also is not None else arena.x.new_zeros((0, *arena.x.shape)))}
         if trace:
@@ -226,14 +230,15 @@ def cw_l2(cache, arena: Arena, *, eps: float, searches: int = 5, steps: int = 10
     for p in arena.attack_ps:
         run = {"method": "cw", "eps": eps, "searches": searches, "steps": steps, "lr": lr, "c": c_init,
                "loss": loss, "kappa": kappa, "margin": "towards the class median", "p": p,
-               "watched": "every p's thresholds", **({"rule": rule} if rule != "adam" else {})}
+               "watched": "every p's thresholds", **({"rule": rule} if rule != "adam" else {}),
+               **({"precision": arena.precision} if arena.precision != "fp32" else {})}
 
         def compute(p=p):
             dev = arena.device
             x, y = arena.x.to(dev), arena.y.to(dev)
             criterion = Criterion(cw_target(arena, p, kappa)).to(dev)
             fn = penalised(arena.defence, loss, criterion, penalty_on="loss",
-                           also=[arena.criterion(q).to(dev) for q in arena.ps])
+                           also=[arena.criterion(q).to(dev) for q in arena.ps], precision=arena.precision)
             best_x, best_l2, also_x, also_l2 = attacks.penalty_search(
                 fn, x, y, rounds=searches, steps=steps, lr=lr, c_init=c_init, penalty_on="loss", batch_size=500,
                 rule=rule)
@@ -341,7 +346,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
     ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
-    check starts from a random point of the ball, so that it is a second run beside the suite's own APGD."""
+    check starts from a random point of the ball, so that it is a second run beside the suite's own APGD, and
+    runs in float32 whatever the suite's precision, so that it also checks what bfloat16 gradients leave."""
     specs = []
     steps = p["STEPS"]
     losses = p.get("LOSSES")
@@ -390,7 +396,7 @@ def attack_specs(p: Mapping) -> list[dict]:
     for norm, eps in p["APGD_BUDGETS"]:   # the independent check: Croce & Hein's step rule on each defence's losses
         specs.append({"name": f"APGD {attack_name(norm, eps)}, U", "table": "apgd", "method": "pgd", "norm": norm,
                       "eps": eps, "targeted": False, "steps": p["APGD_STEPS"], "step_sizes": [2 * eps],
-                      "rule": "apgd", "random_start": True, "n": p.get("N_SUBSET", p["N_TEST"]),
+                      "rule": "apgd", "random_start": True, "n": p.get("N_SUBSET", p["N_TEST"]), "precision": "fp32",
                       **({"losses": list(p["APGD_LOSSES"])} if "APGD_LOSSES" in p else {})})
     for norm, eps in p["AA_BUDGETS"]:
         aa = {"version": p["AA_VERSION"]}
@@ -431,7 +437,8 @@ class SuiteResult:
 
 def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_heldout: torch.Tensor,
               specs: list, *, surrogate_x: Mapping, ps=(1, 2, 5, 10), attack_ps=None, seed: int = 0,
-              progress: bool = True, workers: int = 1, follow_up: Mapping | None = None) -> SuiteResult:
+              progress: bool = True, workers: int = 1, follow_up: Mapping | None = None,
+              precision: str | Mapping = "fp32") -> SuiteResult:
     """Run every attack of ``specs`` on every defence (adversarial examples cached per defence, attack and
     budget) and evaluate them. The white-box attacks aim at each p of ``attack_ps`` (default: every p) with
     runs of their own, and every p is scored by the best example of any of those runs under its thresholds; the
@@ -448,16 +455,33 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
     own, each defence's paper protocols (:func:`paper_protocol` on the first ``n`` points) and, once its Table 2
     attacks within ``budget`` are done, its convergence study (:func:`convergence_study`), which the chapter
     then reads from the cache. ``seconds`` is each attack's
-    compute time either way."""
+    compute time either way. ``precision`` is the arithmetic of the gradient attacks' forward passes (the
+    arenas'; ``bf16``: bfloat16 gradients, success judged in float32 - see :class:`~advdetect.evaluation.Arena`),
+    one for every defence or ``{defence: precision}`` (float32 for those it does not name); the black-box
+    attacks, AutoAttack, the papers' own protocols and a spec that names its own ``precision`` (the APGD check)
+    run as they say."""
+    precisions = _precisions(precision, defences)
     seconds = {}
     workers = min(workers, torch.get_num_threads())
     if workers > 1 and (len(defences) > 1 or len(specs) > 1):
         seconds = _in_parallel(cache, defences, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
                                attack_ps=attack_ps, seed=seed, progress=progress, workers=workers,
-                               follow=follow_up)
-    arenas = {name: Arena(d, x, y, x_heldout, tuple(ps), seed, attack_ps) for name, d in defences.items()}
+                               follow=follow_up, precision=precisions)
+    arenas = {name: Arena(d, x, y, x_heldout, tuple(ps), seed, attack_ps, precisions[name])
+              for name, d in defences.items()}
     results = _evaluate(cache, arenas, specs, surrogate_x, seconds, progress=progress and not seconds)
     return SuiteResult(results, arenas, list(specs))
+
+
+def _precisions(precision: str | Mapping, defences: Mapping) -> dict:
+    """Each defence's attack precision from :func:`run_suite`'s ``precision`` (a name fails early)."""
+    if isinstance(precision, str):
+        return {name: check_precision(precision) for name in defences}
+    unknown = set(precision) - set(defences)
+    if unknown:
+        raise ValueError(f"precision names defences the suite does not attack: {', '.join(sorted(unknown))} "
+                         f"(choose among {', '.join(defences)})")
+    return {name: check_precision(precision.get(name, "fp32")) for name in defences}
 
 
 def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, progress: bool = False) -> dict:
@@ -534,7 +558,7 @@ def _worker_arena(name: str) -> Arena:
     w = _WORKER
     if name not in w["arenas"]:
         w["arenas"][name] = Arena(w["defences"][name], w["x"], w["y"], w["x_heldout"], w["ps"], w["seed"],
-                                  w["attack_ps"])
+                                  w["attack_ps"], w["precision"][name])
     return w["arenas"][name]
 
 
@@ -561,7 +585,7 @@ def _worker_task(task: tuple) -> tuple:
 
 
 def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_x, ps, attack_ps, seed, progress,
-                 workers: int, follow) -> dict:
+                 workers: int, follow, precision: Mapping | None = None) -> dict:
     """Compute every (defence, attack) of the suite, and with ``follow`` each defence's paper protocols and
     convergence study, in ``workers`` spawned processes: a task goes to the next free process, the costliest
     ready task first (its estimated steps, :func:`_task_cost`, times the defence's measured step cost); a
@@ -589,7 +613,7 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
     total = len(ready) + len(blocked)
     state = dict(cache=cache, defences=dict(defences), x=x, y=y, x_heldout=x_heldout, specs=by_name,
                  surrogate_x=dict(surrogate_x), ps=tuple(ps), attack_ps=attack_ps, seed=seed, threads=threads,
-                 follow=None if follow is None else dict(follow))
+                 follow=None if follow is None else dict(follow), precision=_precisions(precision or "fp32", defences))
     done: queue.SimpleQueue = queue.SimpleQueue()
     seconds, running = {}, 0
     bar = progress_bar(None, enabled=progress, total=total, desc=f"attack suite ({workers} processes)")
@@ -712,13 +736,14 @@ def converged(gain: float, final: float, tolerance: float = 0.02) -> bool:
 def paper_protocol(cache, arena: Arena, *, eps: float = 0.3, steps: int) -> dict:
     """The arena's defence attacked as its own paper did (``defence.paper_protocol``), on the same images and
     thresholds as the suite, each attack evaluated on its own: ``{label: Arena.evaluate() result}``; ``steps``
-    fills the protocols that take the chapter's number of steps. Empty for a defence without one."""
+    fills the protocols that take the chapter's number of steps. In float32, whatever the arena's precision, as
+    the papers ran them. Empty for a defence without one."""
     out = {}
     for proto in arena.defence.paper_protocol:
         n = proto["steps"] or steps
         label = (f"{proto['loss']}, {proto['rule']} {n} x {proto['step_size']:g}"
                  f"{', targeted' if proto['targeted'] else ''}")
         x_adv = pgd_run(cache, arena, loss=proto["loss"], norm="linf", eps=eps, steps=n, step_size=proto["step_size"],
-                        rule=proto["rule"], targeted=proto["targeted"])["x_adv"]
+                        rule=proto["rule"], targeted=proto["targeted"], precision="fp32")["x_adv"]
         out[label] = arena.evaluate(x_adv)
     return out

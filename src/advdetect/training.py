@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import attacks
 from .defences import ClassifierDefence
 from .objectives import objective
-from .runtime import device_of, progress_bar
+from .runtime import autocast, check_precision, device_of, progress_bar
 
 
 def _state_to_cpu(state):
@@ -118,27 +118,6 @@ def scaled_attack(attack_kwargs: Mapping, scale: float) -> dict:
         if "step_size" in kwargs:
             kwargs["step_size"] = kwargs["step_size"] * scale
     return kwargs
-
-
-#: the arithmetic a training loop may run its forward passes in: ``fp32`` (everything in float32) or ``bf16``
-#: (autocast: convolutions and matrix products in bfloat16, the weights, their updates and the input gradients
-#: of the training attack in float32)
-PRECISIONS = ("fp32", "bf16")
-
-
-def check_precision(precision: str) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming them (a training loop calls
-    this before its first step)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision
-
-
-def autocast(device: torch.device, precision: str = "fp32"):
-    """A context in which forward passes run at ``precision`` (one of :data:`PRECISIONS`) on ``device``."""
-    if check_precision(precision) == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def make_optimizer(params, name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0):
