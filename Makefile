@@ -1,5 +1,6 @@
 # advdetect: the two commands of the README, and a few helpers.
-#   make book [PROFILE=cpu|smoke|paper] [JOBS=2]   set up, execute the notebooks of _toc.yml (JOBS at a time), render
+#   make book [PROFILE=cpu|smoke|paper] [JOBS=2] [FORCE=1]   set up, execute the notebooks of _toc.yml whose inputs
+#                                         changed (FORCE=1: all of them), JOBS at a time, then render
 #   make test                             set up, unit tests, then pytest --nbval-lax notebooks/ at the smoke profile
 # Set-up creates .venv if it is missing and installs the pinned requirements and the package (once per change).
 
@@ -7,6 +8,7 @@ PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= cpu
 JOBS     ?= 2
+FORCE    ?=
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
@@ -14,7 +16,7 @@ export OMP_WAIT_POLICY := PASSIVE
 .PHONY: setup book execute render test unit nbval bench lab clean-cache help
 
 help:
-	@sed -n '2,4p' Makefile
+	@sed -n '2,5p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +32,10 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 setup: $(STAMP)
 
 book: setup
-	$(PY) -m advdetect.book all --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m advdetect.book all --profile $(PROFILE) --jobs $(JOBS) $(if $(FORCE),--force,)
 
 execute: setup
-	$(PY) -m advdetect.book execute --profile $(PROFILE) --jobs $(JOBS)
+	$(PY) -m advdetect.book execute --profile $(PROFILE) --jobs $(JOBS) $(if $(FORCE),--force,)
 
 render: setup
 	$(PY) -m advdetect.book render

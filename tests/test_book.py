@@ -253,3 +253,60 @@ def test_the_committed_book_prints_no_warning_and_no_widget_repr(path):
                 f"{path.name} cell {i} writes to stderr: {''.join(out.get('text', ''))[:200]}"
             text = "".join(out.get("data", {}).get("text/plain", ""))
             assert not re.match(r"(interactive|VBox|HBox|\w+Slider)\(", text), f"{path.name} cell {i}: {text[:80]}"
+
+
+def _mini_book(tmp_path):
+    """A repository with two chapters (the second a reader of the others) and a package, none executed."""
+    for d in ("notebooks", "book", "src/advdetect"):
+        (tmp_path / d).mkdir(parents=True)
+    for name in ("00_a", "07_v"):
+        (tmp_path / "notebooks" / f"{name}.ipynb").write_text(json.dumps({"cells": [], "name": name}))
+    (tmp_path / "src/advdetect/core.py").write_text("X = 1\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/00_a\n"
+                                       "- file: book/07_v\n")
+    return book.toc_notebooks(tmp_path)
+
+
+def _executed(dst, made_from):
+    import nbformat
+
+    nbformat.write(nbformat.v4.new_notebook(), dst)
+    book.hide_parameters(dst, stamp=made_from)
+
+
+def test_a_chapter_is_up_to_date_until_its_notebook_the_package_or_the_profile_changes(tmp_path):
+    (a_src, a_dst), (v_src, v_dst) = _mini_book(tmp_path)
+    assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)           # never executed
+    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
+    assert not book.up_to_date(tmp_path, "smoke", a_src, a_dst)         # another profile
+    (tmp_path / "src/advdetect/core.py").write_text("X = 2\n")          # the package changed
+    assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
+    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    a_src.write_text(a_src.read_text() + " ")                           # the notebook changed
+    assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
+    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    _executed(v_dst, book.stamp(tmp_path, v_src, "cpu"))
+    assert book.up_to_date(tmp_path, "cpu", v_src, v_dst)
+    _executed(a_dst, "another run")                                     # a chapter the verdict reads changed
+    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst) is False and not book.up_to_date(tmp_path, "cpu", v_src, v_dst)
+
+
+def test_a_build_leaves_up_to_date_chapters_and_records_them(tmp_path, monkeypatch, capsys):
+    pairs = _mini_book(tmp_path)
+    for src, dst in pairs:
+        _executed(dst, book.stamp(tmp_path, src, "cpu"))
+    monkeypatch.setattr(book, "toc_notebooks", lambda root: pairs)
+    book.execute(tmp_path, "cpu", jobs=1)
+    out = capsys.readouterr().out
+    assert "book/00_a.ipynb is up to date" in out and "0 of 2 chapters executed" in out
+    record = json.loads((tmp_path / book.BUILD_RECORD).read_text())
+    assert record["up_to_date"] == ["00_a", "07_v"] and record["chapters"] == {}
+    monkeypatch.setattr(book.subprocess, "Popen", FakeChapter)           # in parallel too: nothing started
+    monkeypatch.setattr(book, "POLL_SECONDS", 0.0)
+    FakeChapter.log = []
+    assert book.execute_parallel(tmp_path, "cpu", pairs, None, 2) == {"00_a": None, "07_v": None}
+    assert FakeChapter.log == []
+    book.execute_parallel(tmp_path, "cpu", pairs, None, 2, force=True)
+    assert [e[1] for e in FakeChapter.log if e[0] == "start"] == ["00_a", "07_v"]

@@ -1,8 +1,8 @@
 """Build the book: execute the notebooks of ``_toc.yml`` with papermill, then render HTML with Jupyter Book 1.
 
-    python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation] [--jobs 2]
+    python -m advdetect.book execute [--profile cpu] [--only 00_density_estimation] [--jobs 2] [--force]
     python -m advdetect.book render
-    python -m advdetect.book all [--profile cpu] [--jobs 2]
+    python -m advdetect.book all [--profile cpu] [--jobs 2] [--force]
     python -m advdetect.book times
     python -m advdetect.book aims
 
@@ -21,6 +21,12 @@ whose models the others are built from first, and :data:`READS_OTHERS` holds bac
 every other executed chapter, until they have finished. A full build writes its wall-clock time and each chapter's
 to ``book/build.json``.
 
+A chapter is executed only when something it depends on changed since its executed copy was made: each executed
+copy records a hash (:func:`stamp`) of its source notebook, the package (code, profiles and shipped data,
+:data:`INPUTS`), the pinned requirements, the profile and ``$ADVDETECT_DATA`` - and, for the chapters of
+:data:`READS_OTHERS`, the executed chapters they read. A chapter whose hash is unchanged is left as it is
+(``--force`` executes it anyway), so a rebuild with nothing changed only renders.
+
 Rendering runs ``jupyter-book build`` with execution off (the executed copies are the book), warnings as errors
 and ``--keep-going``, and prints where ``index.html`` is.
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -66,9 +73,44 @@ READS_OTHERS = ("07",)
 BUILD_RECORD = "book/build.json"
 #: how often a parallel build looks at its running chapters
 POLL_SECONDS = 2.0
+#: what every chapter's executed copy depends on besides its source notebook (paths from the repository root)
+INPUTS = ("src/advdetect", "requirements.txt", "pyproject.toml")
 
 
-def _files(node) -> list[str]:
+def _files(path: Path) -> list[Path]:
+    """``path`` itself, or the files under it (caches of compiled Python left out), in a fixed order."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+def stamp(root: Path, src: Path, profile: str) -> str:
+    """A hash of what the executed copy of chapter ``src`` depends on: its source notebook, :data:`INPUTS`, the
+    profile and ``$ADVDETECT_DATA``; for a chapter of :data:`READS_OTHERS`, also every other executed chapter
+    of ``_toc.yml``."""
+    h = hashlib.sha256(f"profile={profile}\ndata={os.environ.get('ADVDETECT_DATA', '')}\n".encode())
+    files = [src] + [f for name in INPUTS for f in _files(root / name)]
+    if src.stem[:2] in READS_OTHERS:
+        files += [dst for other, dst in toc_notebooks(root) if other.stem != src.stem and dst.exists()]
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def executed_stamp(dst: Path) -> str | None:
+    """The :func:`stamp` recorded in an executed chapter, or None (no copy, or one made without it)."""
+    if not dst.exists():
+        return None
+    return nbformat.read(dst, as_version=4).metadata.get("advdetect", {}).get("stamp")
+
+
+def up_to_date(root: Path, profile: str, src: Path, dst: Path) -> bool:
+    """Whether chapter ``src``'s executed copy ``dst`` was made from exactly what it would be made from now."""
+    recorded = executed_stamp(dst)
+    return recorded is not None and recorded == stamp(root, src, profile)
+
+
+def _toc_files(node) -> list[str]:
     out: list[str] = []
     if isinstance(node, dict):
         if "file" in node:
@@ -78,10 +120,10 @@ def _files(node) -> list[str]:
                 out.append(str(node["root"]))
             elif key in node:
                 for child in node[key]:
-                    out.extend(_files(child))
+                    out.extend(_toc_files(child))
     elif isinstance(node, list):
         for child in node:
-            out.extend(_files(child))
+            out.extend(_toc_files(child))
     return out
 
 
@@ -89,7 +131,7 @@ def toc_notebooks(root: Path) -> list[tuple[Path, Path]]:
     """(source, executed copy) pairs for every notebook chapter of ``_toc.yml``, in order."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     pairs = []
-    for entry in _files(toc):
+    for entry in _toc_files(toc):
         m = NOTEBOOK.match(entry)
         if not m:
             continue
@@ -111,28 +153,45 @@ def _chapters(root: Path, only: list[str] | None) -> list[tuple[Path, Path]]:
 
 
 def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeout: int | None = None,
-            jobs: int = 1) -> None:
-    """Execute the chapters of ``_toc.yml`` (or those named in ``only``) at ``profile``, ``jobs`` at a time."""
+            jobs: int = 1, force: bool = False) -> None:
+    """Execute the chapters of ``_toc.yml`` (or those named in ``only``) at ``profile``, ``jobs`` at a time; a
+    chapter whose executed copy is up to date (:func:`up_to_date`) is left as it is unless ``force``."""
     profiles.check(profile)
     if jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {jobs}")
     pairs = _chapters(root, only)
     started = time.time()
     if jobs == 1 or len(pairs) == 1:
-        seconds = {src.stem: execute_one(root, profile, src, dst, cell_timeout) for src, dst in pairs}
+        seconds = {src.stem: execute_one(root, profile, src, dst, cell_timeout, force) for src, dst in pairs}
     else:
-        seconds = execute_parallel(root, profile, pairs, cell_timeout, jobs)
+        seconds = execute_parallel(root, profile, pairs, cell_timeout, jobs, force)
     wall = time.time() - started
+    kept = [name for name, s in seconds.items() if s is None]
     if len(pairs) > 1:
-        print(f"[book] {len(pairs)} chapters in {wall / 60:.1f} min ({jobs} at a time)", flush=True)
+        print(f"[book] {len(pairs) - len(kept)} of {len(pairs)} chapters executed in {wall / 60:.1f} min "
+              f"({jobs} at a time)" + (f"; {len(kept)} up to date" if kept else ""), flush=True)
     if len(pairs) == len(toc_notebooks(root)):
         record_build(root, profile, jobs, wall, seconds)
 
 
-def execute_one(root: Path, profile: str, src: Path, dst: Path, cell_timeout: int | None = None) -> float:
-    """Execute one chapter in a papermill kernel; return its wall-clock seconds."""
+def _kept(root: Path, profile: str, src: Path, dst: Path, force: bool) -> bool:
+    """Whether to leave chapter ``src`` as it is (up to date and not ``force``d), saying so."""
+    if force or not up_to_date(root, profile, src, dst):
+        return False
+    print(f"[book] {dst.relative_to(root)} is up to date (its notebook, the package, the requirements and the "
+          f"profile {profile} are those of its last run): not executed; --force executes it", flush=True)
+    return True
+
+
+def execute_one(root: Path, profile: str, src: Path, dst: Path, cell_timeout: int | None = None,
+                force: bool = False) -> float | None:
+    """Execute one chapter in a papermill kernel, and record in the executed copy the :func:`stamp` of what it
+    was made from; return its wall-clock seconds, or None where it was up to date and not ``force``d."""
     import papermill as pm
 
+    if _kept(root, profile, src, dst, force):
+        return None
+    made_from = stamp(root, src, profile)
     os.environ[profiles.ENV_VAR] = profile
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are for people; the book shows results
     os.environ.setdefault("ADVDETECT_HEADLESS", "1")
@@ -142,7 +201,7 @@ def execute_one(root: Path, profile: str, src: Path, dst: Path, cell_timeout: in
         str(src), str(dst), parameters={"PROFILE": profile}, cwd=str(src.parent), kernel_name="python3",
         progress_bar=False, request_save_on_cell_execute=False,
         execution_timeout=cell_timeout or CELL_TIMEOUT[profile]), src.stem)
-    hide_parameters(dst)
+    hide_parameters(dst, stamp=made_from)
     seconds = time.time() - start
     print(f"[book] {dst.name}: {seconds:.0f} s", flush=True)
     return seconds
@@ -162,9 +221,12 @@ def parallel_order(names: list[str]) -> list[str]:
 
 
 def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], cell_timeout: int | None,
-                     jobs: int) -> dict[str, float]:
+                     jobs: int, force: bool = False) -> dict[str, float | None]:
     """Execute ``pairs`` ``jobs`` at a time, each chapter in its own ``python -m advdetect.book execute`` process
-    with ``cores // jobs`` threads; stop every other chapter and the build when one fails."""
+    with ``cores // jobs`` threads; stop every other chapter and the build when one fails. A chapter up to date
+    when its turn comes (the verdict's turn comes after the chapters it reads) is not started (None) unless
+    ``force``."""
+    chapter = {src.stem: (src, dst) for src, dst in pairs}
     queue = parallel_order([src.stem for src, _ in pairs])
     threads = max(1, runtime.available_cores() // jobs)
     env = dict(os.environ, **{runtime.THREADS_VAR: str(threads), "OMP_NUM_THREADS": str(threads),
@@ -172,11 +234,15 @@ def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], c
     print(f"[book] {len(queue)} chapters, {jobs} at a time with {threads} thread{'s' if threads > 1 else ''} "
           f"each: {', '.join(queue)}", flush=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float | None] = {}
     while queue or running:
         while queue and len(running) < jobs and not (queue[0][:2] in READS_OTHERS and running):
             name = queue.pop(0)
-            cmd = [sys.executable, "-m", "advdetect.book", "execute", "--profile", profile, "--only", name]
+            if _kept(root, profile, *chapter[name], force):
+                seconds[name] = None
+                continue
+            cmd = [sys.executable, "-m", "advdetect.book", "execute", "--profile", profile, "--only", name,
+                   "--force"]
             if cell_timeout:
                 cmd += ["--cell-timeout", str(cell_timeout)]
             running[name] = (subprocess.Popen(cmd, cwd=root, env=env), time.time())
@@ -197,11 +263,13 @@ def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], c
     return seconds
 
 
-def record_build(root: Path, profile: str, jobs: int, wall: float, seconds: dict[str, float]) -> None:
-    """Write :data:`BUILD_RECORD`: when and how the whole book was last executed, and how long it took."""
+def record_build(root: Path, profile: str, jobs: int, wall: float, seconds: dict[str, float | None]) -> None:
+    """Write :data:`BUILD_RECORD`: when and how the whole book was last executed, how long it took, and which
+    chapters were up to date and left as they were (None in ``seconds``)."""
     record = {"profile": profile, "jobs": jobs, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "hardware": runtime.hardware(), "wall_seconds": round(wall),
-              "chapters": {name: round(s) for name, s in seconds.items()}}
+              "chapters": {name: round(s) for name, s in seconds.items() if s is not None},
+              "up_to_date": [name for name, s in seconds.items() if s is None]}
     path = root / BUILD_RECORD
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"[book] recorded the build in {path.relative_to(root)}", flush=True)
@@ -228,15 +296,18 @@ def run_chapter(execute_once, name: str, attempts: int = 2) -> None:
             print(f"[book] {name}: {kind} ({type(e).__name__}); restarting the chapter", flush=True)
 
 
-def hide_parameters(path: Path) -> None:
+def hide_parameters(path: Path, stamp: str | None = None) -> None:
     """Tag the parameters cell and papermill's injected-parameters cell of an executed chapter ``remove-cell``:
     they stay in the notebook (papermill and JupyterLab read them) but not in the rendered book, whose settings
-    block says what differs from the paper."""
+    block says what differs from the paper. With ``stamp``, record it (:func:`stamp`) in the notebook's
+    metadata."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
             tags.append("remove-cell")
+    if stamp is not None:
+        nb.metadata["advdetect"] = {"stamp": stamp}
     nbformat.write(nb, path)
 
 
@@ -308,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="chapters to execute at once, each in its own process with its share of the cores "
                              "(default 1; benchmarks/parallel_chapters.py measures what 2 gains)")
+    parser.add_argument("--force", action="store_true",
+                        help="execute the chapters even where their executed copies are up to date")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run before the build fails (default by profile: "
                              + ", ".join(f"{k} {v}" for k, v in CELL_TIMEOUT.items()) + ")")
@@ -320,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         print_aims(root)
         return
     if args.command in ("execute", "all"):
-        execute(root, args.profile, args.only, args.cell_timeout, args.jobs)
+        execute(root, args.profile, args.only, args.cell_timeout, args.jobs, args.force)
     if args.command in ("render", "all"):
         render(root)
 
