@@ -143,8 +143,11 @@ def test_suite_in_two_processes_equals_the_serial_run_and_caches_the_follow_up(t
     follow = dict(n=8, steps=4, size_steps=2, step_sizes=[0.5], protocol_steps=2, budget=("linf", 0.1))
     parallel = suite.run_suite(cache, both, x, y, xh[:400], specs, workers=2, follow_up=follow, **kw)
     assert set(parallel.results) == set(serial.results)
-    for key, r in serial.results.items():
+    for key, r in serial.results.items():                  # evaluated in the workers, sent back
         assert parallel.results[key]["ASR-1"] == r["ASR-1"] and parallel.results[key]["seconds"] > 0
+        assert parallel.results[key]["counts"] == r["counts"] and parallel.results[key]["n"] == r["n"]
+        assert torch.equal(parallel.results[key]["x_adv"], r["x_adv"])
+    assert len(list((tmp_path / "b" / "heldout_decisions").iterdir())) == 2   # one per defence, shared
     entries = len(list((tmp_path / "b" / "suite_attack").iterdir()))
     suite.convergence_study(cache, parallel, "FS", n=8, steps=4, size_steps=2, step_sizes=[0.5], norm="linf", eps=0.1)
     assert len(list((tmp_path / "b" / "suite_attack").iterdir())) == entries   # the workers computed it
@@ -929,3 +932,16 @@ def test_evaluating_the_best_examples_reuses_their_candidates_decisions(trained,
     changed = best[1].clone()
     changed[0] = arena.x[0]                          # other bytes: decided anew, not taken from the memory
     assert torch.equal(arena.decide(changed)[0], trained.decide(changed)[0])
+
+
+def test_held_out_decisions_are_cached_and_checked(trained, mnist_small, tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    x, y, xh = evaluation.attacked_points(mnist_small, 10, seed=0)
+    pred, score = suite.heldout_decisions(cache, trained, xh[:300])
+    assert torch.equal(pred, trained.decide(xh[:300])[0])
+    again = suite.heldout_decisions(cache, trained, xh[:300])
+    assert torch.equal(again[1], score) and len(list((tmp_path / "c" / "heldout_decisions").iterdir())) == 1
+    arena = evaluation.Arena(trained, x, y, xh[:300], ps=(1, 5), decided_heldout=(pred, score))
+    assert torch.equal(arena.tau[1], evaluation.Arena(trained, x, y, xh[:300], ps=(1, 5)).tau[1])
+    with pytest.raises(ValueError, match="one prediction and one score per held-out input"):
+        evaluation.Arena(trained, x, y, xh[:300], ps=(1, 5), decided_heldout=(pred[:10], score[:10]))

@@ -58,7 +58,9 @@ class Arena:
     targets of targeted attacks (seeded). ``attack_ps`` (default: every p) are the operating points that the
     white-box attacks aim at, each with its own run (see :meth:`evaluate`). ``precision`` is the arithmetic of
     their forward passes (:func:`advdetect.objectives.objective`: ``bf16`` computes the gradients in bfloat16
-    and judges success in float32); thresholds, decisions and every evaluation are float32 whatever it is."""
+    and judges success in float32); thresholds, decisions and every evaluation are float32 whatever it is.
+    ``decided_heldout`` may hold the defence's decisions ``(pred, score)`` on ``x_heldout`` made before (the
+    book caches them); without it the arena decides them."""
 
     defence: Any
     x: torch.Tensor
@@ -68,6 +70,7 @@ class Arena:
     seed: int = 0
     attack_ps: tuple | None = None
     precision: str = "fp32"
+    decided_heldout: tuple | None = field(default=None, repr=False, compare=False)
     heldout: tuple = field(init=False)
     clean: tuple = field(init=False)
     tau: dict = field(init=False)
@@ -82,7 +85,15 @@ class Arena:
         if not self.attack_ps or any(p not in self.ps for p in self.attack_ps):
             raise ValueError(f"attack_ps {self.attack_ps} must be a non-empty subset of ps {self.ps}")
         check_precision(self.precision)
-        self.heldout = self.defence.decide(self.x_heldout)
+        if self.decided_heldout is None:
+            self.heldout = self.defence.decide(self.x_heldout)
+        else:
+            pred, score = self.decided_heldout
+            if pred.shape != score.shape or len(pred) != len(self.x_heldout):
+                raise ValueError(f"decided_heldout must hold one prediction and one score per held-out input "
+                                 f"({len(self.x_heldout)}): got {tuple(pred.shape)} and {tuple(score.shape)}")
+            self.heldout = (pred, score)
+        self.decided_heldout = None   # held once, as heldout
         self.clean = self.defence.decide(self.x)
         self.tau = {p: torch.as_tensor(thresholds_at_fpr(self.heldout[1], self.heldout[0], p / 100, k),
                                        dtype=torch.float32) for p in self.ps}

@@ -20,6 +20,7 @@ defence; :mod:`advdetect.reports` tabulates the result.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import queue
 import time
@@ -461,15 +462,15 @@ def run_suite(cache, defences: Mapping, x: torch.Tensor, y: torch.Tensor, x_held
     attacks, AutoAttack, the papers' own protocols and a spec that names its own ``precision`` (the APGD check)
     run as they say."""
     precisions = _precisions(precision, defences)
-    seconds = {}
+    seconds, done = {}, {}
     workers = min(workers, torch.get_num_threads())
     if workers > 1 and (len(defences) > 1 or len(specs) > 1):
-        seconds = _in_parallel(cache, defences, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
-                               attack_ps=attack_ps, seed=seed, progress=progress, workers=workers,
-                               follow=follow_up, precision=precisions)
-    arenas = {name: Arena(d, x, y, x_heldout, tuple(ps), seed, attack_ps, precisions[name])
+        seconds, done = _in_parallel(cache, defences, x, y, x_heldout, specs, surrogate_x=surrogate_x, ps=ps,
+                                     attack_ps=attack_ps, seed=seed, progress=progress, workers=workers,
+                                     follow=follow_up, precision=precisions)
+    arenas = {name: _arena(cache, d, x, y, x_heldout, ps, seed, attack_ps, precisions[name])
               for name, d in defences.items()}
-    results = _evaluate(cache, arenas, specs, surrogate_x, seconds, progress=progress and not seconds)
+    results = _evaluate(cache, arenas, specs, surrogate_x, seconds, progress=progress and not seconds, done=done)
     return SuiteResult(results, arenas, list(specs))
 
 
@@ -484,21 +485,50 @@ def _precisions(precision: str | Mapping, defences: Mapping) -> dict:
     return {name: check_precision(precision.get(name, "fp32")) for name in defences}
 
 
-def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, progress: bool = False) -> dict:
+def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, progress: bool = False,
+              done: Mapping | None = None) -> dict:
     """Every spec run (or read from the cache) on every arena and evaluated: the ``results`` of a
-    :class:`SuiteResult`, ``seconds`` taken from ``seconds`` where it has the pair."""
+    :class:`SuiteResult`, ``seconds`` taken from ``seconds`` where it has the pair; pairs already evaluated
+    (``done``: by the worker processes) are taken as they are."""
+    done = {} if done is None else done
     results = {}
     bar = progress_bar([(d, s) for d in arenas for s in specs], enabled=progress, desc="attack suite")
     for name, spec in bar:
         bar.set_postfix_str(f"{name}: {spec['name']}")
-        arena = arenas[name].subset(spec["n"]) if "n" in spec else arenas[name]
-        started = time.perf_counter()
-        out, spent = metered(run_spec, cache, arena, spec, surrogate_x)
-        r = arena.evaluate(out["x_adv"])
-        r.update(n=len(arena.x), seconds=seconds.get((name, spec["name"]), time.perf_counter() - started),
-                 checks=list(out["checks"]), **{"compute seconds": spent})
+        if (name, spec["name"]) in done:
+            r = done[(name, spec["name"])]
+        else:
+            started = time.perf_counter()
+            r = _evaluate_one(cache, arenas[name], spec, surrogate_x)
+            r["seconds"] = time.perf_counter() - started
+        if (name, spec["name"]) in seconds:
+            r["seconds"] = seconds[(name, spec["name"])]
         results[(name, spec["name"])] = r
     return results
+
+
+def _evaluate_one(cache, arena: Arena, spec: Mapping, surrogate_x) -> dict:
+    """One (defence, attack) of the suite, run (or read from the cache) and evaluated on its arena (the first
+    ``n`` points where the spec has ``n``): :meth:`Arena.evaluate`'s dict plus ``n``, ``checks`` and ``compute
+    seconds``."""
+    arena = arena.subset(spec["n"]) if "n" in spec else arena
+    out, spent = metered(run_spec, cache, arena, spec, surrogate_x)
+    r = arena.evaluate(out["x_adv"])
+    r.update(n=len(arena.x), checks=list(out["checks"]), **{"compute seconds": spent})
+    return r
+
+
+def heldout_decisions(cache, defence, x_heldout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``defence.decide(x_heldout)``, cached under the defence's weights and the held-out images: every process
+    of a suite run, and every later run, builds its arenas from them instead of deciding ~20,000 images again."""
+    out = memo(cache, "heldout_decisions", {"defence": defence, "heldout": x_heldout},
+               lambda: dict(zip(("pred", "score"), defence.decide(x_heldout))))
+    return out["pred"], out["score"]
+
+
+def _arena(cache, defence, x, y, x_heldout, ps, seed, attack_ps, precision) -> Arena:
+    return Arena(defence, x, y, x_heldout, tuple(ps), seed, attack_ps, precision,
+                 decided_heldout=heldout_decisions(cache, defence, x_heldout))
 
 
 def _step_cost(defence, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -557,21 +587,22 @@ def _worker_start(state: dict) -> None:
 def _worker_arena(name: str) -> Arena:
     w = _WORKER
     if name not in w["arenas"]:
-        w["arenas"][name] = Arena(w["defences"][name], w["x"], w["y"], w["x_heldout"], w["ps"], w["seed"],
-                                  w["attack_ps"], w["precision"][name])
+        w["arenas"][name] = _arena(w["cache"], w["defences"][name], w["x"], w["y"], w["x_heldout"], w["ps"],
+                                   w["seed"], w["attack_ps"], w["precision"][name])
     return w["arenas"][name]
 
 
 def _worker_task(task: tuple) -> tuple:
     """One task of :func:`_in_parallel` in a worker: ``("attack", defence, spec name)``, ``("protocol",
-    defence, None)`` or ``("convergence", defence, None)``. Returns the task and its seconds."""
+    defence, None)`` or ``("convergence", defence, None)``. Returns the task, its seconds and, for an attack,
+    its evaluation (:func:`_evaluate_one`, packed)."""
     kind, name, spec_name = task
     w, started = _WORKER, time.perf_counter()
     arena = _worker_arena(name)
     follow = w["follow"]
+    evaluated = None
     if kind == "attack":
-        spec = w["specs"][spec_name]
-        run_spec(w["cache"], arena.subset(spec["n"]) if "n" in spec else arena, spec, w["surrogate_x"])
+        evaluated = _evaluate_one(w["cache"], arena, w["specs"][spec_name], w["surrogate_x"])
     elif kind == "protocol":
         paper_protocol(w["cache"], arena.subset(follow["n"]), eps=follow.get("protocol_eps", 0.3),
                        steps=follow["protocol_steps"])
@@ -581,16 +612,30 @@ def _worker_task(task: tuple) -> tuple:
         part = SuiteResult({}, {name: arena}, table2)
         convergence_study(w["cache"], part, name, n=follow["n"], steps=follow["steps"], norm=norm, eps=eps,
                           size_steps=follow["size_steps"], step_sizes=follow["step_sizes"])
-    return task, time.perf_counter() - started
+    return task, time.perf_counter() - started, _packed(evaluated)
+
+
+def _packed(obj) -> bytes | None:
+    """``obj`` (an evaluation: tensors, numbers, lists, dicts) as bytes for the trip back from a worker (torch's
+    own pickling of tensors between processes shares them through file descriptors, hundreds at a time)."""
+    if obj is None:
+        return None
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _unpacked(data: bytes | None):
+    return None if data is None else torch.load(io.BytesIO(data), weights_only=True)
 
 
 def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_x, ps, attack_ps, seed, progress,
-                 workers: int, follow, precision: Mapping | None = None) -> dict:
+                 workers: int, follow, precision: Mapping | None = None) -> tuple[dict, dict]:
     """Compute every (defence, attack) of the suite, and with ``follow`` each defence's paper protocols and
     convergence study, in ``workers`` spawned processes: a task goes to the next free process, the costliest
     ready task first (its estimated steps, :func:`_task_cost`, times the defence's measured step cost); a
     convergence study is ready once its defence's Table 2 attacks are done. Returns the seconds of every
-    (defence, attack)."""
+    (defence, attack) and its evaluation (:func:`_evaluate_one`, made in the worker that ran it)."""
     threads = max(1, torch.get_num_threads() // workers)
     probe = slice(0, min(64, len(x)))
     step = {d: _step_cost(defences[d], x[probe], y[probe]) for d in defences}
@@ -615,7 +660,7 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
                  surrogate_x=dict(surrogate_x), ps=tuple(ps), attack_ps=attack_ps, seed=seed, threads=threads,
                  follow=None if follow is None else dict(follow), precision=_precisions(precision or "fp32", defences))
     done: queue.SimpleQueue = queue.SimpleQueue()
-    seconds, running = {}, 0
+    seconds, evaluated, running = {}, {}, 0
     bar = progress_bar(None, enabled=progress, total=total, desc=f"attack suite ({workers} processes)")
     with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_start, initargs=(state,)) as pool:
         while ready or running:
@@ -628,17 +673,18 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
             if isinstance(out, BaseException):
                 pool.terminate()
                 raise out
-            (kind, d, name), secs = out
+            (kind, d, name), secs, packed = out
             bar.update(1)
             bar.set_postfix_str(f"{d}: {name or kind}")
             if kind == "attack":
                 seconds[(d, name)] = secs
+                evaluated[(d, name)] = _unpacked(packed)
                 if d in blocked and name in blocked[d]:
                     blocked[d].discard(name)
                     if not blocked[d]:
                         ready.append(("convergence", d, None))
     bar.close()
-    return seconds
+    return seconds, evaluated
 
 
 def run_label(run: Mapping) -> str:
