@@ -30,23 +30,18 @@ args = parser.parse_args()
 ad.runtime.configure_threads()
 torch.set_num_threads(args.threads)
 
-s = ad.profiles.defaults("adaptive", args.profile)
-cache = ad.cache.ArtefactCache()
-device = ad.runtime.best_device()
-every, _ = ad.chapters.book_defences(cache, args.profile, s, device)
-names = args.defences.split(",")
-unknown = [d for d in names if d not in every]
-if unknown:
-    raise SystemExit(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
-ds = ad.data.load_for(ad.profiles.defaults("gat_detectors", args.profile))
-x, y, x_heldout = ad.evaluation.attacked_points(ds, s["N_TEST"], seed=s["SEED"])
+try:
+    h = ad.chapters.head_to_head_inputs(args.profile, args.defences)   # the chapter's images
+except ValueError as e:
+    raise SystemExit(str(e)) from None
+s, chosen, device = h["settings"], h["defences"], h["device"]
+x, y, x_heldout = h["x"], h["y"], h["x_heldout"]
 aim = s["ATTACK_PS"][0]
 
 print(f"device: {ad.runtime.hardware(device)}; {torch.get_num_threads()} thread(s); first {args.n} of "
       f"{len(x)} images, {args.steps} steps, L-inf 0.3, untargeted ({args.profile} profile)")
 print(f"{'defence':16s} {'run':34s} {'fp32 s':>7s} {'bf16 s':>7s} {'ratio':>6s} {'ASR-1 fp32':>10s} {'bf16':>6s}")
-for name in names:
-    defence = every[name]
+for name, defence in chosen.items():
     arena = ad.evaluation.Arena(defence, x, y, x_heldout, tuple(s["FPRS"]), s["SEED"], (aim,)).subset(args.n)
     others = [arena.criterion(q) for q in arena.ps if q != aim]
     xs, ys = arena.x.to(device), arena.y.to(device)

@@ -25,17 +25,13 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = ad.runtime.configure_threads()
-    s = ad.profiles.defaults("adaptive", args.profile)
-    cache = ad.cache.ArtefactCache()
-    device = ad.runtime.best_device()
-    every, _ = ad.chapters.book_defences(cache, args.profile, s, device)
-    names = args.defences.split(",")
-    unknown = [d for d in names if d not in every]
-    if unknown:
-        raise SystemExit(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
-    chosen = {d: every[d] for d in names}
-    ds = ad.data.load_for(ad.profiles.defaults("gat_detectors", args.profile))
-    x, y, x_heldout = ad.evaluation.attacked_points(ds, args.n, seed=s["SEED"])
+    try:
+        h = ad.chapters.head_to_head_inputs(args.profile, args.defences, args.n)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    s, chosen, device = h["settings"], h["defences"], h["device"]
+    x, y, x_heldout = h["x"], h["y"], h["x_heldout"]
+    names = list(chosen)
     specs = [spec for spec in ad.suite.attack_specs(s) if spec["name"] in ("PGD Linf 0.3, T", "PGD Linf 0.3, U")]
 
     seconds, asr = {}, {}

@@ -11,6 +11,7 @@ import torch
 
 from . import arclu, artefacts, gat, plotting, profiles
 from .artefacts import Trained
+from .cache import ArtefactCache
 from .data import load_for, subset
 from .defences import (
     ClassifierDefence,
@@ -22,8 +23,9 @@ from .defences import (
     ResistingDefence,
 )
 from .embedding import METHODS
-from .evaluation import random_targets
+from .evaluation import attacked_points, random_targets
 from .objectives import Criterion
+from .runtime import best_device
 
 # ----------------------------------------------------------------------------------------- GAT (ch. 02, 03)
 
@@ -266,6 +268,26 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
               "L-Ben": encoders["L-Ben"], "TRADES": trades, "Resisting VAE": resisting, "LID": feature["LID"],
               "MAHA": feature["MAHA"]}
     return {k: v.to(device).eval() for k, v in out.items()}, models
+
+
+def head_to_head_inputs(profile: str, names, n: int | None = None, device=None) -> dict:
+    """What a measurement of the head-to-head chapter's attacks starts from (the benchmarks): its settings at
+    ``profile`` (``settings``), the artefact cache (``cache``), the ``device``, the defences of
+    :func:`book_defences` called ``names`` (a list or one comma-separated string; ``defences``, in that order;
+    an unknown name fails with the choices) and ``n`` attacked images (default the chapter's ``N_TEST``; a
+    smaller ``n`` draws another stratified subset) with the held-out images (``x``, ``y``, ``x_heldout``)."""
+    s = profiles.defaults("adaptive", profile)
+    cache = ArtefactCache()
+    device = best_device() if device is None else device
+    every, _ = book_defences(cache, profile, s, device)
+    names = names.split(",") if isinstance(names, str) else list(names)
+    unknown = [d for d in names if d not in every]
+    if unknown:
+        raise ValueError(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
+    ds = load_for(profiles.defaults("gat_detectors", profile))
+    x, y, x_heldout = attacked_points(ds, s["N_TEST"] if n is None else n, seed=s["SEED"])
+    return {"settings": s, "cache": cache, "device": device, "defences": {d: every[d] for d in names},
+            "x": x, "y": y, "x_heldout": x_heldout}
 
 
 # ------------------------------------------------------------------------------------ image synthesis (ch. 06)
