@@ -386,6 +386,11 @@ def _passed(checks, start):
 
 def test_an_attack_that_broke_every_image_has_converged():
     assert suite.converged(0.02, 0.5) and not suite.converged(0.03, 0.5) and suite.converged(0.16, 1.0)
+    curve = torch.tensor([1.0] * 28 + [0.0] * 72)   # 28, then 30 of 100 images broken: ASRs as float32 means
+    later = torch.tensor([1.0] * 30 + [0.0] * 70)
+    gain = float(later.mean() - curve.mean())
+    assert gain > 0.02 and suite.converged(gain, 0.3)                   # 2 points exactly: at most the tolerance
+    assert not suite.converged(float(torch.tensor(0.31) - torch.tensor(0.28)), 0.31)
     saturated = {"D": {**_converged(0.5)["D"], "asr": [0.2, 0.3, 0.5, 1.0], "converged": True}}
     every = {s["name"]: [1] * 10 for s in SPECS}
     assert _passed(_checks(every, saturated), "PGD Linf 0.4, U converged") is True

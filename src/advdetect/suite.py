@@ -775,8 +775,9 @@ def convergence(cache, arena: Arena, *, loss: str, norm: str, eps: float, steps:
 
 def converged(gain: float, final: float, tolerance: float = 0.02) -> bool:
     """Whether a traced attack has converged: the last doubling of its steps added at most ``tolerance`` of ASR,
-    or it broke every eligible image (``final`` ASR 1), where no more steps can add anything."""
-    return gain <= tolerance or final >= 1.0
+    or it broke every eligible image (``final`` ASR 1), where no more steps can add anything. The ASRs are means
+    in float32, so 2 images of 100 come out as 0.0200000107: the comparison allows for that rounding."""
+    return gain <= tolerance + 1e-6 or final >= 1.0 - 1e-6
 
 
 def paper_protocol(cache, arena: Arena, *, eps: float = 0.3, steps: int) -> dict:
