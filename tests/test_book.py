@@ -281,6 +281,8 @@ def test_a_chapter_is_up_to_date_until_its_notebook_the_package_or_the_profile_c
     _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
     assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
     assert not book.up_to_date(tmp_path, "smoke", a_src, a_dst)         # another profile
+    (tmp_path / "src/advdetect/book.py").write_text("# the builder\n")  # the builder is no input
+    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
     (tmp_path / "src/advdetect/core.py").write_text("X = 2\n")          # the package changed
     assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
     _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
@@ -298,11 +300,15 @@ def test_a_build_leaves_up_to_date_chapters_and_records_them(tmp_path, monkeypat
     for src, dst in pairs:
         _executed(dst, book.stamp(tmp_path, src, "cpu"))
     monkeypatch.setattr(book, "toc_notebooks", lambda root: pairs)
+    book.record_build(tmp_path, "cpu", 2, 600.0, {"00_a": 590.0, "07_v": None})   # an earlier build
     book.execute(tmp_path, "cpu", jobs=1)
     out = capsys.readouterr().out
     assert "book/00_a.ipynb is up to date" in out and "0 of 2 chapters executed" in out
-    record = json.loads((tmp_path / book.BUILD_RECORD).read_text())
-    assert record["up_to_date"] == ["00_a", "07_v"] and record["chapters"] == {}
+    assert "nothing executed, book/build.json kept" in out
+    record = json.loads((tmp_path / book.BUILD_RECORD).read_text())                 # still the earlier one
+    assert record["wall_seconds"] == 600 and record["up_to_date"] == ["07_v"] and record["chapters"] == {"00_a": 590}
+    book.print_times(tmp_path)
+    assert "up to date, not executed: 07_v" in capsys.readouterr().out
     monkeypatch.setattr(book.subprocess, "Popen", FakeChapter)           # in parallel too: nothing started
     monkeypatch.setattr(book, "POLL_SECONDS", 0.0)
     FakeChapter.log = []

@@ -75,6 +75,8 @@ BUILD_RECORD = "book/build.json"
 POLL_SECONDS = 2.0
 #: what every chapter's executed copy depends on besides its source notebook (paths from the repository root)
 INPUTS = ("src/advdetect", "requirements.txt", "pyproject.toml")
+#: files under :data:`INPUTS` that run the chapters without computing anything in them: this module
+NOT_INPUTS = ("src/advdetect/book.py",)
 
 
 def _files(path: Path) -> list[Path]:
@@ -85,11 +87,12 @@ def _files(path: Path) -> list[Path]:
 
 
 def stamp(root: Path, src: Path, profile: str) -> str:
-    """A hash of what the executed copy of chapter ``src`` depends on: its source notebook, :data:`INPUTS`, the
-    profile and ``$ADVDETECT_DATA``; for a chapter of :data:`READS_OTHERS`, also every other executed chapter
+    """A hash of what the executed copy of chapter ``src`` depends on: its source notebook, :data:`INPUTS` (but
+    not :data:`NOT_INPUTS`), the profile and ``$ADVDETECT_DATA``; for a chapter of :data:`READS_OTHERS`, also every other executed chapter
     of ``_toc.yml``."""
     h = hashlib.sha256(f"profile={profile}\ndata={os.environ.get('ADVDETECT_DATA', '')}\n".encode())
-    files = [src] + [f for name in INPUTS for f in _files(root / name)]
+    skip = {root / name for name in NOT_INPUTS}
+    files = [src] + [f for name in INPUTS for f in _files(root / name) if f not in skip]
     if src.stem[:2] in READS_OTHERS:
         files += [dst for other, dst in toc_notebooks(root) if other.stem != src.stem and dst.exists()]
     for f in files:
@@ -171,7 +174,10 @@ def execute(root: Path, profile: str, only: list[str] | None = None, cell_timeou
         print(f"[book] {len(pairs) - len(kept)} of {len(pairs)} chapters executed in {wall / 60:.1f} min "
               f"({jobs} at a time)" + (f"; {len(kept)} up to date" if kept else ""), flush=True)
     if len(pairs) == len(toc_notebooks(root)):
-        record_build(root, profile, jobs, wall, seconds)
+        if len(kept) == len(pairs):
+            print(f"[book] every chapter is up to date: nothing executed, {BUILD_RECORD} kept as it is", flush=True)
+        else:
+            record_build(root, profile, jobs, wall, seconds)
 
 
 def _kept(root: Path, profile: str, src: Path, dst: Path, force: bool) -> bool:
@@ -342,9 +348,10 @@ def print_times(root: Path) -> None:
     record = root / BUILD_RECORD
     if record.is_file():
         b = json.loads(record.read_text())
+        kept = b.get("up_to_date", [])
         print(f"last full build: {b['wall_seconds'] / 60:.1f} min of wall clock at profile {b['profile']}, "
               f"{b['jobs']} chapter{'s' if b['jobs'] > 1 else ''} at a time, finished {b['finished']} "
-              f"({b['hardware']})")
+              f"({b['hardware']})" + (f"; up to date, not executed: {', '.join(kept)}" if kept else ""))
 
 
 def aims_status(root: Path) -> list[tuple[str, str, str, str]]:
