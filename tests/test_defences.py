@@ -127,13 +127,43 @@ def test_feature_detectors_separate_what_they_were_fitted_on(mnist_small, method
     odd = (torch.rand(200, 1, 28, 28) > 0.5).float()      # far from the digits in every layer
     stats = baselines.fit_feature_detector(det, x[:100], y[:100], x[100:300], odd)
     assert stats["train AUC"] > 0.9
-    _, s_benign = det(mnist_small.x_test[:50])
-    _, s_odd = det((torch.rand(50, 1, 28, 28) > 0.5).float())
+    with torch.no_grad():
+        _, s_benign = det(mnist_small.x_test[:50])
+        _, s_odd = det((torch.rand(50, 1, 28, 28) > 0.5).float())
     assert float(s_odd.mean()) > float(s_benign.mean())
     feats = det.features(mnist_small.x_test[:4])
     assert feats.shape == (4, 4) and bool(torch.isfinite(feats).all())
     with pytest.raises(ValueError, match="lid"):
         defences.FeatureDetector("x", clf, "kde")
+
+
+@pytest.mark.parametrize("method", ["lid", "maha"])
+def test_a_feature_detectors_fit_is_kept_once_and_restored_with_the_same_identity(mnist_small, method, tmp_path):
+    from advdetect.artefacts import _fitted_once
+    from advdetect.cache import ArtefactCache, identity
+
+    torch.manual_seed(0)
+    clf = models.MadryCNN(10, width=0.25).eval()
+    x, y = mnist_small.x_train[:160], mnist_small.y_train[:160]
+    odd = (torch.rand(60, 1, 28, 28) > 0.5).float()
+    store = ArtefactCache(tmp_path).entry(f"{method}_detector", {"seed": 0})
+    calls = []
+
+    def fitted():
+        det = defences.FeatureDetector(method.upper(), clf, method, k=10)
+        history = _fitted_once(store, det, lambda: calls.append(1) or baselines.fit_feature_detector(
+            det, x[:100], y[:100], x[100:], odd))
+        return det, history
+
+    first, h1 = fitted()
+    again, h2 = fitted()
+    assert len(calls) == 1 and h1 == h2 and h1[0]["train AUC"] > 0.5
+    assert identity(first) == identity(again)
+    probe = mnist_small.x_test[:8]
+    assert torch.equal(first(probe)[1], again(probe)[1])
+    assert not any(k.startswith("classifier.") for k in first.fitted_state())
+    with pytest.raises(ValueError, match="fitted"):
+        defences.FeatureDetector("x", clf, method).load_fitted({"weight": torch.zeros(4)})
 
 
 def test_trades_loss_adds_a_nonnegative_robust_term_and_decreases_with_training(mnist_small):

@@ -299,15 +299,36 @@ def feature_detectors(cache, classifier: nn.Module, ds, *, n_fit: int, n_referen
     x_ref, y_ref = ds.x_train[ref_idx], ds.y_train[ref_idx]
     out = {}
     for name, method in (("LID", "lid"), ("MAHA", "maha")):
-        config = {"classifier": identity(classifier), "method": method, "n_fit": n_fit, "n_reference": n_reference,
-                  "k": k, "attack": kw, "seed": seed}
-        # fitting takes seconds: the entry is not used, the fit runs every time (on the cached examples)
+        config = {**_data(ds), "classifier": identity(classifier), "method": method, "n_fit": n_fit,
+                  "n_reference": n_reference, "k": k, "attack": kw, "seed": seed}
+
+        def fit(store, det, method=method):
+            return _fitted_once(store, det, lambda: baselines.fit_feature_detector(
+                det, x_ref, y_ref, x_fit, x_adv, x_noisy if method == "lid" else None, seed=seed))
+
         out[name] = trained(cache, f"{method}_detector", config,
-                            lambda name=name, method=method: FeatureDetector(name, classifier, method, k=k),
-                            lambda store, det, method=method: [baselines.fit_feature_detector(
-                                det, x_ref, y_ref, x_fit, x_adv, x_noisy if method == "lid" else None, seed=seed)],
+                            lambda name=name, method=method: FeatureDetector(name, classifier, method, k=k), fit,
                             device)
     return out
+
+
+def _fitted_once(store, detector: FeatureDetector, fit: Callable[[], Mapping]) -> list:
+    """``fit()`` ``detector`` once and keep what it set in ``store``; later calls restore it. The fit takes
+    seconds, but its floats depend on the number of threads that computed the features: refitting in each
+    process would give the defence another identity, and every attack cached on it would be missed."""
+    def restore():
+        blob = store.load("final", map_location="cpu")
+        detector.load_fitted(blob["fitted"])
+        return list(blob["history"])
+
+    if store.exists("final"):
+        return restore()
+    with store.lock():
+        if store.exists("final"):  # another process fitted it while this one waited
+            return restore()
+        history = [dict(fit())]
+        store.save("final", {"fitted": detector.fitted_state(), "history": history})
+    return history
 
 
 # ----------------------------------------------------------------------------------- GAT App. F (synthetic)

@@ -37,7 +37,7 @@ detector logits), from one forward pass. Thresholds, acceptance and success are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -360,6 +360,26 @@ class FeatureDetector(Defence):
         z = self.classifier(x)
         f = (self.features(x) - self.feat_mean) / self.feat_std
         return Outputs(z, f @ self.weight + self.bias)
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        """What the fit set (reference statistics and regression), without the classifier's weights: what
+        :meth:`load_fitted` restores."""
+        return {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("classifier.")}
+
+    def load_fitted(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore a fit saved by :meth:`fitted_state` (the reference buffers :meth:`set_reference` would
+        register included)."""
+        own = {k for k in self.state_dict() if not k.startswith("classifier.")}
+        fixed = {"neighbours", "feat_mean", "feat_std", "weight", "bias"}
+        if not fixed <= set(state) or any(k.startswith("classifier.") for k in state):
+            raise ValueError(f"not a fitted {type(self).__name__} state: expected the keys {sorted(fixed)} and "
+                             f"the reference buffers, got {sorted(state)}")
+        device = self.feat_mean.device
+        for k, v in state.items():
+            if k in own:
+                getattr(self, k).copy_(v)
+            else:
+                self.register_buffer(k, v.to(device).clone())
 
     def set_regression(self, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, bias: float) -> None:
         """The logistic regression over standardised features: ``(features - mean) / std @ weight + bias``."""
