@@ -93,8 +93,8 @@ def test_a_parallel_build_starts_the_chapters_others_build_on_first_and_the_verd
     names = [dst.stem for _, dst in book.toc_notebooks(ROOT)]
     order = book.parallel_order(names)
     assert sorted(order) == sorted(names)
-    assert order[0].startswith("01") and order[-1].startswith("07")
-    assert set(book.PARALLEL_ORDER) | set(book.READS_OTHERS) <= {n[:2] for n in names}
+    assert order[0].startswith("01") and order[-2].startswith("05") and order[-1].startswith("07")
+    assert set(book.PARALLEL_ORDER) | set(book.RUNS_ALONE) | set(book.READS_OTHERS) <= {n[:2] for n in names}
 
 
 class FakeChapter:
@@ -139,6 +139,21 @@ def test_a_parallel_build_runs_chapters_at_once_and_holds_the_verdict_back(monke
     assert [e[1] for e in starts] == ["01_b", "00_a", "07_v"] and {e[2] for e in starts} == {"1"}
     log = [e[:2] for e in FakeChapter.log]
     assert log.index(("start", "07_v")) > log.index(("end", "01_b"))  # the verdict waits for every chapter
+
+
+def test_the_attack_suite_chapter_runs_alone_with_every_core_after_the_others(monkeypatch):
+    monkeypatch.setattr(book.subprocess, "Popen", FakeChapter)
+    monkeypatch.setattr(book, "POLL_SECONDS", 0.0)
+    monkeypatch.setattr(book.runtime, "available_cores", lambda: 2)
+    FakeChapter.log = []
+    book.execute_parallel(ROOT, "smoke", _pairs(["00_a", "01_b", "05_s", "06_c", "07_v"]), None, 2)
+    starts = {e[1]: e[2] for e in FakeChapter.log if e[0] == "start"}
+    assert list(starts) == ["01_b", "00_a", "06_c", "05_s", "07_v"]
+    assert starts["05_s"] == "2" and {starts[n] for n in ("00_a", "01_b", "06_c", "07_v")} == {"1"}
+    log = [e[:2] for e in FakeChapter.log]
+    alone = log.index(("start", "05_s"))
+    assert all(log.index(("end", n)) < alone for n in ("00_a", "01_b", "06_c"))   # nothing beside it
+    assert log.index(("start", "07_v")) > log.index(("end", "05_s"))
 
 
 def test_a_failing_chapter_of_a_parallel_build_stops_the_others_and_names_itself(monkeypatch):
@@ -257,10 +272,16 @@ def test_the_committed_book_prints_no_warning_and_no_widget_repr(path):
 
 def _mini_book(tmp_path):
     """A repository with two chapters (the second a reader of the others) and a package, none executed."""
+    import nbformat
+
     for d in ("notebooks", "book", "src/advdetect"):
         (tmp_path / d).mkdir(parents=True)
     for name in ("00_a", "07_v"):
-        (tmp_path / "notebooks" / f"{name}.ipynb").write_text(json.dumps({"cells": [], "name": name}))
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# Chapter {name}"),
+                                             nbformat.v4.new_code_cell("PROFILE = 'cpu'", metadata={"tags": ["parameters"]}),
+                                             nbformat.v4.new_code_cell("x = 1"),
+                                             nbformat.v4.new_markdown_cell("It is {glue:text}`x`.")])
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
     (tmp_path / "src/advdetect/core.py").write_text("X = 1\n")
     (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/00_a\n"
@@ -268,37 +289,83 @@ def _mini_book(tmp_path):
     return book.toc_notebooks(tmp_path)
 
 
-def _executed(dst, made_from):
+def _executed(src, dst, made_from, output="1"):
+    """What papermill makes of ``src``: its cells, an injected-parameters cell after the parameters cell, outputs."""
     import nbformat
 
-    nbformat.write(nbformat.v4.new_notebook(), dst)
+    nb = nbformat.read(src, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        if cell.cell_type == "code":
+            cell.outputs = [nbformat.v4.new_output("stream", text=output)]
+        if "parameters" in cell.metadata.get("tags", []):
+            cells.append(nbformat.v4.new_code_cell("PROFILE = 'cpu'\n", metadata={"tags": ["injected-parameters"]}))
+    nb.cells = cells
+    nbformat.write(nb, dst)
     book.hide_parameters(dst, stamp=made_from)
 
 
-def test_a_chapter_is_up_to_date_until_its_notebook_the_package_or_the_profile_changes(tmp_path):
+def _edit(path, index, source):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[index].source = source
+    nbformat.write(nb, path)
+
+
+def test_a_chapter_is_up_to_date_until_its_code_the_package_or_the_profile_changes(tmp_path):
     (a_src, a_dst), (v_src, v_dst) = _mini_book(tmp_path)
     assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)           # never executed
-    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    _executed(a_src, a_dst, book.stamp(tmp_path, a_src, "cpu"))
     assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
     assert not book.up_to_date(tmp_path, "smoke", a_src, a_dst)         # another profile
     (tmp_path / "src/advdetect/book.py").write_text("# the builder\n")  # the builder is no input
     assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
     (tmp_path / "src/advdetect/core.py").write_text("X = 2\n")          # the package changed
     assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
-    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
-    a_src.write_text(a_src.read_text() + " ")                           # the notebook changed
+    _executed(a_src, a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    _edit(a_src, 3, "Now it is {glue:text}`x`, said otherwise.")         # its prose changed: still up to date
+    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst)
+    _edit(a_src, 2, "x = 2")                                             # its code changed
     assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
-    _executed(a_dst, book.stamp(tmp_path, a_src, "cpu"))
-    _executed(v_dst, book.stamp(tmp_path, v_src, "cpu"))
+    _executed(a_src, a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    _executed(v_src, v_dst, book.stamp(tmp_path, v_src, "cpu"))
     assert book.up_to_date(tmp_path, "cpu", v_src, v_dst)
-    _executed(a_dst, "another run")                                     # a chapter the verdict reads changed
-    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst) is False and not book.up_to_date(tmp_path, "cpu", v_src, v_dst)
+    _executed(a_src, a_dst, book.stamp(tmp_path, a_src, "cpu"), output="2")   # a chapter the verdict reads ran again
+    assert book.up_to_date(tmp_path, "cpu", a_src, a_dst) and not book.up_to_date(tmp_path, "cpu", v_src, v_dst)
+
+
+def test_a_change_of_prose_alone_reaches_the_executed_copy_without_executing_it(tmp_path, capsys):
+    import nbformat
+
+    (a_src, a_dst), (v_src, v_dst) = _mini_book(tmp_path)
+    _executed(a_src, a_dst, book.stamp(tmp_path, a_src, "cpu"))
+    _executed(v_src, v_dst, book.stamp(tmp_path, v_src, "cpu"))
+    assert not book.refresh_prose(a_src, a_dst)                          # nothing to take
+    nb = nbformat.read(a_src, as_version=4)
+    nb.cells[0].source = "# Chapter A, renamed"
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("A new paragraph."))
+    nbformat.write(nb, a_src)
+    assert book._kept(tmp_path, "cpu", a_src, a_dst, force=False)
+    assert "its prose taken from notebooks/00_a.ipynb" in capsys.readouterr().out
+    done = nbformat.read(a_dst, as_version=4)
+    assert [c.cell_type for c in done.cells] == ["markdown", "code", "code", "code", "markdown", "markdown"]
+    assert done.cells[0].source == "# Chapter A, renamed" and done.cells[4].source == "A new paragraph."
+    assert "injected-parameters" in done.cells[2].metadata.tags and done.cells[3].outputs[0].text == "1"
+    assert book.executed_stamp(a_dst) == book.stamp(tmp_path, a_src, "cpu")
+    assert book.up_to_date(tmp_path, "cpu", v_src, v_dst)                 # the verdict reads results, not prose
+    done.cells[3].source = "x = 3"                                       # an executed copy edited by hand
+    nbformat.write(done, a_dst)
+    assert not book.up_to_date(tmp_path, "cpu", a_src, a_dst)
+    with pytest.raises(ValueError, match="execute it again"):
+        book.refresh_prose(a_src, a_dst)
 
 
 def test_a_build_leaves_up_to_date_chapters_and_records_them(tmp_path, monkeypatch, capsys):
     pairs = _mini_book(tmp_path)
     for src, dst in pairs:
-        _executed(dst, book.stamp(tmp_path, src, "cpu"))
+        _executed(src, dst, book.stamp(tmp_path, src, "cpu"))
     monkeypatch.setattr(book, "toc_notebooks", lambda root: pairs)
     book.record_build(tmp_path, "cpu", 2, 600.0, {"00_a": 590.0, "07_v": None})   # an earlier build
     book.execute(tmp_path, "cpu", jobs=1)

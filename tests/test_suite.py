@@ -109,6 +109,8 @@ def test_fixed_step_adds_the_paper_objective_from_the_clean_input(trained, mnist
     with_fixed = suite.white_box(cache, arena, fixed_step=0.01, **kw)
     fixed = suite.pgd_run(cache, arena, loss=trained.paper_objective, norm="linf", eps=0.1, steps=5, step_size=0.01,
                           targeted=False, rule="steepest", p=5)["x_adv"]
+    runs = suite.white_box_runs(arena, fixed_step=0.01, fixed_steps=8, **kw)
+    assert [r["steps"] for r in runs] == [5] * (len(runs) - 1) + [8] and runs[-1]["rule"] == "steepest"
     got = arena.evaluate(with_fixed)["success"]
     assert bool((got >= arena.evaluate(plain)["success"]).all())
     assert bool((got >= arena.evaluate(fixed)["success"]).all())
@@ -172,6 +174,7 @@ def test_task_cost_orders_the_costly_attacks_first():
     mt = {"method": "multi-targeted", "steps": 100, "losses": ["composite", "paper"], "n": 100}
     cost = lambda s: suite._task_cost(s, 500, 10, 1)
     assert cost(deep) == 500 * 100 * 3 and cost(short) == 500 * 10 * 2
+    assert cost({**deep, "fixed_steps": 200}) == 500 * (100 * 2 + 200)
     assert cost(mt) == 100 * 100 * 9 * 2 > cost(short) and cost({"method": "fgsm"}) < cost(short)
     assert suite._task_cost(deep, 500, 10, 2) == 2 * cost(deep)   # a run per attacked operating point
 
@@ -566,8 +569,9 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
         s = specs[deep]
         assert s["rule"] == "apgd" and s["losses"] == ["paper", "composite"] and s["steps"] == p["DEEP_STEPS"] >= 50
         assert "n" not in s
-    for fixed in ("PGD Linf 0.3, U", "PGD Linf 0.3, T"):   # the fixed-step run on L-inf 0.3 only
-        assert specs[fixed]["fixed_step"] == pytest.approx(0.01)
+    fixed = specs["PGD Linf 0.3, U"]               # the fixed-step run: L-inf 0.3, untargeted, the protocol's steps
+    assert fixed["fixed_step"] == pytest.approx(0.01) and fixed["fixed_steps"] == p["PROTOCOL_STEPS"] == 100
+    assert "fixed_step" not in specs["PGD Linf 0.3, T"]
     assert "fixed_step" not in specs["PGD Linf 0.4, U"] and "fixed_step" not in specs["PGD Linf 0.4, T"]
     assert "fixed_step" not in specs["PGD L2 2.0, U"]
     assert "rule" not in specs["PGD L1 15, U"]                            # L1 and L0 keep steepest descent

@@ -22,10 +22,11 @@ every other executed chapter, until they have finished. A full build writes its 
 to ``book/build.json``.
 
 A chapter is executed only when something it depends on changed since its executed copy was made: each executed
-copy records a hash (:func:`stamp`) of its source notebook, the package (code, profiles and shipped data,
-:data:`INPUTS`), the pinned requirements, the profile and ``$ADVDETECT_DATA`` - and, for the chapters of
-:data:`READS_OTHERS`, the executed chapters they read. A chapter whose hash is unchanged is left as it is
-(``--force`` executes it anyway), so a rebuild with nothing changed only renders.
+copy records a hash (:func:`stamp`) of its source notebook's code cells, the package (code, profiles and shipped
+data, :data:`INPUTS`), the pinned requirements, the profile and ``$ADVDETECT_DATA`` - and, for the chapters of
+:data:`READS_OTHERS`, the results of the executed chapters they read. A chapter whose hash is unchanged is left
+as it is (``--force`` executes it anyway), so a rebuild with nothing changed only renders; where only its prose
+changed, the executed copy takes the new prose (:func:`refresh_prose`) and is not executed.
 
 Rendering runs ``jupyter-book build`` with execution off (the executed copies are the book), warnings as errors
 and ``--keep-going``, and prints where ``index.html`` is.
@@ -66,7 +67,10 @@ CELL_TIMEOUT = {"smoke": 900, "cpu": 3 * 3600, "paper": 48 * 3600}
 #: the cluster chapter (ARCLU, L-Ben and ARCLU's baselines TRADES and Resisting) needs only the motivation
 #: chapter's encoder, the GAT chapter its classifiers; the attack chapter needs the cluster chapter's models and
 #: only trains what is quick (LID, MAHA); GAT's second chapter needs all of Table 6's detectors
-PARALLEL_ORDER = ("01", "00", "04", "02", "05", "03", "06")
+PARALLEL_ORDER = ("01", "00", "04", "02", "03", "06")
+#: chapters a parallel build runs alone, with every core, after the chapters of :data:`PARALLEL_ORDER`: the
+#: attack suite, which splits its own work across processes (its settings' ``WORKERS``) and is measured alone
+RUNS_ALONE = ("05",)
 #: chapters that read the executed copies of the chapters before them (a parallel build starts them last)
 READS_OTHERS = ("07",)
 #: where a full build records its wall-clock time and each chapter's
@@ -86,17 +90,46 @@ def _files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text()).get("cells", [])
+
+
+def _tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _text(source) -> str:
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _code(path: Path) -> bytes:
+    """What of a source notebook its executed copy depends on: its code cells' sources and tags, not its prose
+    (a change of prose alone reaches the executed copy through :func:`refresh_prose`, without executing it)."""
+    code = [{"source": _text(c.get("source", "")), "tags": sorted(_tags(c))}
+            for c in _cells(path) if c.get("cell_type") == "code"]
+    return json.dumps(code, sort_keys=True).encode()
+
+
+def _results(dst: Path) -> bytes:
+    """What another chapter's executed copy gives a chapter that reads it: its stamp and its code cells'
+    outputs."""
+    outputs = [c.get("outputs", []) for c in _cells(dst) if c.get("cell_type") == "code"]
+    return json.dumps({"stamp": executed_stamp(dst), "outputs": outputs}, sort_keys=True).encode()
+
+
 def stamp(root: Path, src: Path, profile: str) -> str:
-    """A hash of what the executed copy of chapter ``src`` depends on: its source notebook, :data:`INPUTS` (but
-    not :data:`NOT_INPUTS`), the profile and ``$ADVDETECT_DATA``; for a chapter of :data:`READS_OTHERS`, also every other executed chapter
-    of ``_toc.yml``."""
+    """A hash of what the executed copy of chapter ``src`` depends on: its source notebook's code (:func:`_code`),
+    :data:`INPUTS` (but not :data:`NOT_INPUTS`), the profile and ``$ADVDETECT_DATA``; for a chapter of
+    :data:`READS_OTHERS`, also every other executed chapter of ``_toc.yml`` (its stamp and outputs)."""
     h = hashlib.sha256(f"profile={profile}\ndata={os.environ.get('ADVDETECT_DATA', '')}\n".encode())
+    h.update(str(src.relative_to(root)).encode() + b"\0" + _code(src) + b"\0")
     skip = {root / name for name in NOT_INPUTS}
-    files = [src] + [f for name in INPUTS for f in _files(root / name) if f not in skip]
-    if src.stem[:2] in READS_OTHERS:
-        files += [dst for other, dst in toc_notebooks(root) if other.stem != src.stem and dst.exists()]
-    for f in files:
+    for f in (f for name in INPUTS for f in _files(root / name) if f not in skip):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    if src.stem[:2] in READS_OTHERS:
+        for other, dst in toc_notebooks(root):
+            if other.stem != src.stem and dst.exists():
+                h.update(str(dst.relative_to(root)).encode() + b"\0" + _results(dst) + b"\0")
     return h.hexdigest()[:32]
 
 
@@ -107,10 +140,48 @@ def executed_stamp(dst: Path) -> str | None:
     return nbformat.read(dst, as_version=4).metadata.get("advdetect", {}).get("stamp")
 
 
+def _merged(src: Path, dst: Path):
+    """The executed copy ``dst`` with the prose (markdown and raw cells) of its source ``src``: the source's cells
+    in order, each code cell replaced by the executed one (papermill's injected-parameters cell kept after the
+    parameters cell); None where the code cells do not pair up."""
+    source, executed = nbformat.read(src, as_version=4), nbformat.read(dst, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in _tags(c)]
+    code = [c for c in executed.cells if c.cell_type == "code" and "injected-parameters" not in _tags(c)]
+    if len(code) != sum(c.cell_type == "code" for c in source.cells):
+        return None
+    cells, ran = [], iter(code)
+    for cell in source.cells:
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
+        mine = next(ran)
+        if _text(mine.source) != _text(cell.source):
+            return None
+        cells.append(mine)
+        if "parameters" in _tags(cell):
+            cells.extend(injected)
+    executed.cells = cells
+    return executed
+
+
 def up_to_date(root: Path, profile: str, src: Path, dst: Path) -> bool:
-    """Whether chapter ``src``'s executed copy ``dst`` was made from exactly what it would be made from now."""
+    """Whether chapter ``src``'s executed copy ``dst`` was made from exactly what it would be made from now (its
+    prose aside)."""
     recorded = executed_stamp(dst)
-    return recorded is not None and recorded == stamp(root, src, profile)
+    return recorded is not None and recorded == stamp(root, src, profile) and _merged(src, dst) is not None
+
+
+def refresh_prose(src: Path, dst: Path) -> bool:
+    """Give the up-to-date executed copy ``dst`` the prose of its source ``src`` (a change of prose needs no
+    execution: the glued figures it quotes are in the executed copy); whether anything changed."""
+    merged = _merged(src, dst)
+    if merged is None:
+        raise ValueError(f"{dst} does not pair up with {src}: execute it again (--force)")
+    before = [(c.cell_type, _text(c.source)) for c in nbformat.read(dst, as_version=4).cells]
+    if before == [(c.cell_type, _text(c.source)) for c in merged.cells]:
+        return False
+    nbformat.write(merged, dst)
+    return True
 
 
 def _toc_files(node) -> list[str]:
@@ -184,8 +255,10 @@ def _kept(root: Path, profile: str, src: Path, dst: Path, force: bool) -> bool:
     """Whether to leave chapter ``src`` as it is (up to date and not ``force``d), saying so."""
     if force or not up_to_date(root, profile, src, dst):
         return False
-    print(f"[book] {dst.relative_to(root)} is up to date (its notebook, the package, the requirements and the "
-          f"profile {profile} are those of its last run): not executed; --force executes it", flush=True)
+    print(f"[book] {dst.relative_to(root)} is up to date (its notebook's code, the package, the requirements and "
+          f"the profile {profile} are those of its last run): not executed; --force executes it", flush=True)
+    if refresh_prose(src, dst):
+        print(f"[book] {dst.relative_to(root)}: its prose taken from {src.relative_to(root)}", flush=True)
     return True
 
 
@@ -215,10 +288,13 @@ def execute_one(root: Path, profile: str, src: Path, dst: Path, cell_timeout: in
 
 def parallel_order(names: list[str]) -> list[str]:
     """``names`` (chapter stems, in the order of ``_toc.yml``) in the order a parallel build starts them:
-    :data:`PARALLEL_ORDER` first, then the others in their order, the chapters of :data:`READS_OTHERS` last."""
+    :data:`PARALLEL_ORDER` first, then the others in their order, then those of :data:`RUNS_ALONE`, the chapters
+    of :data:`READS_OTHERS` last."""
     def rank(name: str) -> tuple[int, int]:
         prefix = name[:2]
         if prefix in READS_OTHERS:
+            return (3, names.index(name))
+        if prefix in RUNS_ALONE:
             return (2, names.index(name))
         if prefix in PARALLEL_ORDER:
             return (0, PARALLEL_ORDER.index(prefix))
@@ -229,20 +305,30 @@ def parallel_order(names: list[str]) -> list[str]:
 def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], cell_timeout: int | None,
                      jobs: int, force: bool = False) -> dict[str, float | None]:
     """Execute ``pairs`` ``jobs`` at a time, each chapter in its own ``python -m advdetect.book execute`` process
-    with ``cores // jobs`` threads; stop every other chapter and the build when one fails. A chapter up to date
-    when its turn comes (the verdict's turn comes after the chapters it reads) is not started (None) unless
-    ``force``."""
+    with ``cores // jobs`` threads - a chapter of :data:`RUNS_ALONE` with every core, when nothing else runs and
+    with nothing beside it; stop every other chapter and the build when one fails. A chapter up to date when its
+    turn comes (the verdict's turn comes after the chapters it reads) is not started (None) unless ``force``."""
     chapter = {src.stem: (src, dst) for src, dst in pairs}
     queue = parallel_order([src.stem for src, _ in pairs])
-    threads = max(1, runtime.available_cores() // jobs)
-    env = dict(os.environ, **{runtime.THREADS_VAR: str(threads), "OMP_NUM_THREADS": str(threads),
-                              "NUMBA_NUM_THREADS": str(threads)})
+    cores = runtime.available_cores()
+    threads = max(1, cores // jobs)
+
+    def env(n: int) -> dict:
+        return dict(os.environ, **{runtime.THREADS_VAR: str(n), "OMP_NUM_THREADS": str(n), "NUMBA_NUM_THREADS": str(n)})
+
+    alone = [n for n in queue if n[:2] in RUNS_ALONE]
     print(f"[book] {len(queue)} chapters, {jobs} at a time with {threads} thread{'s' if threads > 1 else ''} "
-          f"each: {', '.join(queue)}", flush=True)
+          f"each: {', '.join(queue)}" + (f" ({', '.join(alone)} alone with {cores})" if alone else ""), flush=True)
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     seconds: dict[str, float | None] = {}
+
+    def may_start(name: str) -> bool:
+        if len(running) >= jobs or any(r[:2] in RUNS_ALONE for r in running):
+            return False
+        return not (running and (name[:2] in READS_OTHERS or name[:2] in RUNS_ALONE))
+
     while queue or running:
-        while queue and len(running) < jobs and not (queue[0][:2] in READS_OTHERS and running):
+        while queue and may_start(queue[0]):
             name = queue.pop(0)
             if _kept(root, profile, *chapter[name], force):
                 seconds[name] = None
@@ -251,7 +337,8 @@ def execute_parallel(root: Path, profile: str, pairs: list[tuple[Path, Path]], c
                    "--force"]
             if cell_timeout:
                 cmd += ["--cell-timeout", str(cell_timeout)]
-            running[name] = (subprocess.Popen(cmd, cwd=root, env=env), time.time())
+            n = cores if name[:2] in RUNS_ALONE else threads
+            running[name] = (subprocess.Popen(cmd, cwd=root, env=env(n)), time.time())
         time.sleep(POLL_SECONDS)
         for name, (proc, start) in list(running.items()):
             if proc.poll() is None:

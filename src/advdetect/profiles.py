@@ -275,6 +275,13 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         # 100 to the two APGD runs' ASR-1 on Madry, ARCLU, L-Ben and both GAT classifiers (targeted and untargeted,
         # measured 2026-12-06), and on GAT integrated, untargeted, it took 74 s of the three runs' 122 s
         "DEEP_FIXED_BUDGETS": _by([["linf", 0.3]], [["linf", 0.3]], []),
+        # the fixed-step run's steps: 100 at cpu, ARCLU's own protocol (on ARCLU's paper objective, first 100
+        # images, fixed steps of 0.01 from the image: ASR-1 0.212 after 50 steps, 0.242 after 100 and after 200,
+        # measured 2026-12-06), and untargeted only: the targeted fixed-step runs added no image to the union of
+        # the L-inf 0.3 runs on GAT's two classifiers, ARCLU, L-Ben, Madry or TRADES (the untargeted one added 43
+        # on ARCLU)
+        "DEEP_FIXED_STEPS": _by(10, 100, 1000),
+        "DEEP_FIXED_TARGETED": _same(False),
         # step sizes per norm; every white-box attack keeps the per-sample best over them (ARCLU: 3 to 8 sizes)
         "STEP_SIZES": _by({"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},
                           {"linf": [0.05], "l2": [0.3], "l1": [2.0], "l0": [1.0]},

@@ -148,11 +148,11 @@ def _resolve(arena: Arena, losses) -> list[str]:
 
 
 def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
-                   step_sizes=(0.01,), losses=None, fixed_step: float | None = None, p: float | None = None,
-                   **kwargs) -> list[dict]:
+                   step_sizes=(0.01,), losses=None, fixed_step: float | None = None, fixed_steps: int | None = None,
+                   p: float | None = None, **kwargs) -> list[dict]:
     """The runs of :func:`white_box` aimed at the operating point ``p`` (default: the arena's first), each as the
     keywords of one :func:`pgd_run` call: one per loss and step size, and with ``fixed_step`` the paper
-    objective under fixed steepest steps from the clean input."""
+    objective under ``fixed_steps`` (default: ``steps``) fixed steepest steps from the clean input."""
     if fixed_step is not None and method != "pgd":
         raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
     losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
@@ -162,24 +162,26 @@ def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted
     if fixed_step is not None:
         plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
         runs.append({**common, "method": "pgd", "loss": arena.defence.paper_objective, "step_size": fixed_step,
-                     "rule": "steepest", "random_start": False, **plain})
+                     "rule": "steepest", "random_start": False, **plain,
+                     **({"steps": int(fixed_steps)} if fixed_steps else {})})
     return runs
 
 
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
-              step_sizes=(0.01,), losses=None, fixed_step: float | None = None, **kwargs) -> dict:
+              step_sizes=(0.01,), losses=None, fixed_step: float | None = None, fixed_steps: int | None = None,
+              **kwargs) -> dict:
     """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
     every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`; ``"paper"`` stands for the
     defence's paper objective) and step size (FGSM has one
     step of size eps) on the thresholds of p, and with ``fixed_step`` one more run of the paper objective:
-    steepest steps of that size from the clean input (the fixed small steps of most papers' PGD; an adaptive
+    ``fixed_steps`` (default: ``steps``) steepest steps of that size from the clean input (the fixed small steps of most papers' PGD; an adaptive
     rule's first step of 2 eps, or a random start, can carry an input into a region it does not leave, as
     on ARCLU, whose training sends perturbed inputs to its adversarial cluster); per p of the arena the
     per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`; the runs: :func:`white_box_runs`).
     Returns ``{p: examples}``."""
     runs = {p: [xa for run in white_box_runs(arena, method=method, norm=norm, eps=eps, targeted=targeted,
                                              steps=steps, step_sizes=step_sizes, losses=losses,
-                                             fixed_step=fixed_step, p=p, **kwargs)
+                                             fixed_step=fixed_step, fixed_steps=fixed_steps, p=p, **kwargs)
                 for xa in candidates(pgd_run(cache, arena, **run))]
             for p in arena.attack_ps}
     return best_per_p(arena, runs)
@@ -342,8 +344,9 @@ def attack_specs(p: Mapping) -> list[dict]:
     (``"paper"`` standing for each defence's paper objective; default: the paper objective and the
     composite loss), except on the threat models of ``DEEP_BUDGETS``, where they run ``DEEP_LOSSES`` for
     ``DEEP_STEPS`` steps, and where their rule is APGD's, also the paper objective under fixed steepest steps of
-    ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``) on the threat models of
-    ``DEEP_FIXED_BUDGETS`` (default: every deep one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest
+    ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``; ``DEEP_FIXED_STEPS`` of
+    them, default ``DEEP_STEPS``) on the threat models of ``DEEP_FIXED_BUDGETS`` (default: every deep one),
+    untargeted only unless ``DEEP_FIXED_TARGETED``. The unbounded sanity budgets take ``SANITY_STEPS`` steepest
     steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
     ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
@@ -361,8 +364,10 @@ def attack_specs(p: Mapping) -> list[dict]:
             depth = ({"steps": p["DEEP_STEPS"], "losses": list(p["DEEP_LOSSES"])} if (norm, float(eps)) in deep
                      else {"steps": steps, **wb})
             if ((norm, float(eps)) in deep and (norm, float(eps)) in fixed and step.get("rule") == "apgd"
-                    and p.get("DEEP_FIXED_STEP")):
+                    and p.get("DEEP_FIXED_STEP") and (not targeted or p.get("DEEP_FIXED_TARGETED", True))):
                 depth["fixed_step"] = p["DEEP_FIXED_STEP"] * eps
+                if p.get("DEEP_FIXED_STEPS"):
+                    depth["fixed_steps"] = int(p["DEEP_FIXED_STEPS"])
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
                           "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **step, **depth})
     cw_eps = p["CW_EPS"]
@@ -546,9 +551,10 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
     (``{"method": "convergence", ...}``) and paper protocols (``"protocol"``) are counted the same way."""
     m, n = spec["method"], min(n, spec.get("n", n))
     losses = spec.get("losses") or ("paper", "composite")   # the default: losses_for's two
-    runs = (len(losses) + bool(spec.get("fixed_step"))) * len(spec.get("step_sizes", (None,)))
+    runs = len(losses) * len(spec.get("step_sizes", (None,)))
     if m in ("pgd", "mim"):
-        return n * spec["steps"] * runs * attack_ps
+        fixed = spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") else 0
+        return n * (spec["steps"] * runs + fixed) * attack_ps
     if m == "fgsm":
         return n * runs * attack_ps
     if m == "cw":
@@ -746,7 +752,7 @@ def convergence_study(cache, result: SuiteResult, defence: str, *, n: int, steps
                             steps=size_steps, step_size=a)
         sizes[a] = arena.evaluate(out["x_adv"])["ASR-1"]
         spent += secs
-    suite_steps = min(int(spec["steps"]), steps)
+    suite_steps = min(int(run["steps"]), steps)   # the run's own: the fixed-step run may take more than its attack
     return {**conv, "attack": spec["name"], "run": run_label(run), "loss": run["loss"], "norm": norm,
             "eps": float(eps), "rule": rule, "sizes": sizes, "size steps": size_steps, "suite steps": suite_steps,
             "at suite steps": float(conv["curve"][suite_steps - 1]), "result": arena.evaluate(x_adv),
