@@ -89,6 +89,18 @@ def test_memo_computes_once(tmp_path):
     assert len(calls) == 1
 
 
+def test_an_entry_memo_saves_each_named_object_once_and_reads_it_back(tmp_path):
+    entry = cache_mod.ArtefactCache(tmp_path).entry("fit", {"k": 1})
+    calls = []
+    first = entry.memo("final", lambda: calls.append(1) or {"w": torch.arange(3.0)})
+    again = entry.memo("final", lambda: calls.append(1) or {"w": torch.zeros(3)})
+    other = entry.memo("other", lambda: calls.append(1) or {"w": torch.ones(1)})
+    assert len(calls) == 2 and torch.equal(again["w"], first["w"]) and torch.equal(other["w"], torch.ones(1))
+    entry.path("final").write_bytes(b"not a torch file")
+    with pytest.raises(CacheError, match="delete the folder"):
+        entry.memo("final", lambda: {"w": torch.zeros(3)})
+
+
 def test_a_second_process_waits_for_the_artefact_being_computed_and_loads_it(tmp_path):
     c = cache_mod.ArtefactCache(tmp_path)
     entry = c.entry("r", {"k": 1})

@@ -115,6 +115,10 @@ def test_fixed_step_adds_the_paper_objective_from_the_clean_input(trained, mnist
     assert bool((got >= arena.evaluate(plain)["success"]).all())
     assert bool((got >= arena.evaluate(fixed)["success"]).all())
     assert bool((attacks.norms(with_fixed[1] - arena.x, "linf") <= 0.1 + 1e-6).all())
+    name = arena.defence.name   # with fixed_for, the fixed-step run goes to the defences it names only
+    assert suite.white_box_runs(arena, fixed_step=0.01, fixed_for=[name, "other"], **kw) == suite.white_box_runs(
+        arena, fixed_step=0.01, **kw)
+    assert suite.white_box_runs(arena, fixed_step=0.01, fixed_for=["other"], **kw) == suite.white_box_runs(arena, **kw)
     with pytest.raises(ValueError, match="second step rule for PGD"):
         suite.white_box(cache, arena, method="mim", norm="linf", eps=0.1, steps=2, step_sizes=[0.05], fixed_step=0.01)
 
@@ -177,6 +181,9 @@ def test_task_cost_orders_the_costly_attacks_first():
     assert cost({**deep, "fixed_steps": 200}) == 500 * (100 * 2 + 200)
     assert cost(mt) == 100 * 100 * 9 * 2 > cost(short) and cost({"method": "fgsm"}) < cost(short)
     assert suite._task_cost(deep, 500, 10, 2) == 2 * cost(deep)   # a run per attacked operating point
+    only_a = {**deep, "fixed_for": ["A"]}                           # the fixed-step run on defence A only
+    assert suite._task_cost(only_a, 500, 10, 1, defence="A") == cost(deep)
+    assert suite._task_cost(only_a, 500, 10, 1, defence="B") == 500 * 100 * 2
 
 
 def test_suite_run_gives_curves_for_the_views(trained, mnist_small, tmp_path):
@@ -571,6 +578,7 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
         assert "n" not in s
     fixed = specs["PGD Linf 0.3, U"]               # the fixed-step run: L-inf 0.3, untargeted, the protocol's steps
     assert fixed["fixed_step"] == pytest.approx(0.01) and fixed["fixed_steps"] == p["PROTOCOL_STEPS"] == 100
+    assert fixed["fixed_for"] == p["DEEP_FIXED_DEFENCES"] and "ARCLU" in fixed["fixed_for"]   # where it finds images
     assert "fixed_step" not in specs["PGD Linf 0.3, T"]
     assert "fixed_step" not in specs["PGD Linf 0.4, U"] and "fixed_step" not in specs["PGD Linf 0.4, T"]
     assert "fixed_step" not in specs["PGD L2 2.0, U"]
@@ -579,10 +587,11 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     assert specs["NES Linf 0.3"]["n"] == p["N_BLACKBOX"] and specs["AutoAttack Linf 0.3"]["n"] == p["AA_N"]
     assert specs["APGD Linf 0.3, U"]["n"] == p["N_SUBSET"] and specs["APGD Linf 0.3, U"]["random_start"]
     assert specs["CW L2 2.0"]["kappa"] == p["CW_KAPPA"] > 0 and specs["CW L2 2.0"]["n"] == p["CW_N"]
-    # the multi-targeted attack and the unbounded budgets go as deep as the deep rows, on the subset
+    # the multi-targeted attack as Tramer et al. run it (100 steps per target, their targeted composite loss) and
+    # the unbounded budgets at least as deep as the deep rows, on the subset
     mt = specs["Multi-targeted Linf 0.3"]
-    assert mt["steps"] == p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
-    assert mt["losses"] == ["composite", "paper"] and specs["AutoAttack Linf 0.3"]["n"] >= 100
+    assert mt["steps"] == 100 >= p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
+    assert mt["losses"] == ["composite"] and specs["AutoAttack Linf 0.3"]["n"] >= 100
     for name in ("PGD Linf 1, U", "PGD L2 6.0, U"):
         assert specs[name]["steps"] == p["SANITY_STEPS"] >= p["DEEP_STEPS"] and specs[name]["n"] == p["SANITY_N"]
     assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100
@@ -820,6 +829,23 @@ def test_suite_costs_sum_each_defences_seconds_by_kind_of_attack():
     assert table.loc["D", "PGD Linf 0.3"] == 1 + 3                       # targeted and untargeted together
     assert table.loc["D", "total"] == sum(range(1, len(specs) + 1))
     assert table.loc["E", "PGD Linf 0.3"] == 20 and table.loc["total", "total"] == table.loc[["D", "E"], "total"].sum()
+
+
+def test_attack_overview_lists_each_attack_with_its_fixed_step_run_and_seconds():
+    specs = [{**SPECS[0], "rule": "apgd", "steps": 50, "fixed_step": 0.01, "fixed_steps": 100},
+             {**SPECS[1], "rule": "apgd", "steps": 10, "fixed_step": 0.01, "fixed_for": ["D", "E"]}, SPECS[3]]
+    result = _fake_suite({s["name"]: [1] * 10 for s in specs}, specs)
+    result.arenas["E"] = result.arenas["D"]
+    for i, s in enumerate(specs):
+        result.results[("D", s["name"])]["seconds"] = float(i + 1)
+        result.results[("E", s["name"])] = {**result.results[("D", s["name"])], "seconds": 10.0}
+    table = reports.attack_overview(result)
+    assert list(table.index) == [s["name"] for s in specs]
+    assert table.loc["PGD Linf 0.3, U", "steps"] == 50 and table.loc["PGD Linf 0.3, U", "fixed-step run"] == "100 x 0.01"
+    assert table.loc["PGD Linf 0.4, U", "fixed-step run"] == "10 x 0.01 (D, E)"
+    assert table.loc["NES Linf 0.3", "fixed-step run"] == "-" and table.loc["NES Linf 0.3", "step rule"] == "-"
+    assert table.loc["PGD Linf 0.4, U", "threat model"] == ("linf", 0.4) and table["images"].eq(10).all()
+    assert table.loc["PGD Linf 0.3, U", "seconds this run (all defences)"] == 1 + 10
 
 
 def test_a_cached_attack_keeps_the_seconds_it_took_to_compute(trained, mnist_small, tmp_path):

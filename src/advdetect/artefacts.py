@@ -316,19 +316,9 @@ def _fitted_once(store, detector: FeatureDetector, fit: Callable[[], Mapping]) -
     """``fit()`` ``detector`` once and keep what it set in ``store``; later calls restore it. The fit takes
     seconds, but its floats depend on the number of threads that computed the features: refitting in each
     process would give the defence another identity, and every attack cached on it would be missed."""
-    def restore():
-        blob = store.load("final", map_location="cpu")
-        detector.load_fitted(blob["fitted"])
-        return list(blob["history"])
-
-    if store.exists("final"):
-        return restore()
-    with store.lock():
-        if store.exists("final"):  # another process fitted it while this one waited
-            return restore()
-        history = [dict(fit())]
-        store.save("final", {"fitted": detector.fitted_state(), "history": history})
-    return history
+    blob = store.memo("final", lambda: {"history": [dict(fit())], "fitted": detector.fitted_state()})
+    detector.load_fitted(blob["fitted"])   # restores a saved fit (a fit made now is already in place)
+    return list(blob["history"])
 
 
 # ----------------------------------------------------------------------------------- GAT App. F (synthetic)

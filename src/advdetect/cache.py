@@ -145,6 +145,18 @@ class Entry:
             )
         return blob["payload"]
 
+    def memo(self, name: str, compute: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """The object saved under ``name``, or ``compute()``'s result saved there first. The computation holds
+        :meth:`lock`, so a process that waited on another's computation reads its result instead of repeating it."""
+        if self.exists(name):
+            return self.load(name)
+        with self.lock():
+            if self.exists(name):  # another process computed it while this one waited
+                return self.load(name)
+            result = dict(compute())
+            self.save(name, result)
+        return result
+
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -177,12 +189,4 @@ class ArtefactCache:
 
     def memo(self, kind: str, config: Mapping[str, Any], compute: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
         """Return the cached result of ``compute()`` for this configuration, computing and saving it once."""
-        entry = self.entry(kind, config)
-        if entry.exists("result"):
-            return entry.load("result")
-        with entry.lock():
-            if entry.exists("result"):  # another process computed it while this one waited
-                return entry.load("result")
-            result = dict(compute())
-            entry.save("result", result)
-        return result
+        return self.entry(kind, config).memo("result", compute)

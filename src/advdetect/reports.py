@@ -299,6 +299,27 @@ _FAMILIES = {"mt": "multi-targeted", 3: "black-box", "sanity": "unbounded budget
              "aa": "AutoAttack"}
 
 
+def attack_overview(result: SuiteResult) -> pd.DataFrame:
+    """The suite's attacks as they ran, one row each: method, threat model, step rule and steps (where an attack
+    adds a fixed-step run of the paper objective, that run's steps and step size beside them, and the defences it
+    runs on where not every one), the images
+    attacked and the seconds this run spent on them, over every defence (a result read from the cache: its
+    loading time)."""
+    first = result.defences[0]
+    rows = []
+    for s in result.specs:
+        fixed = (f"{s.get('fixed_steps', s['steps'])} x {s['fixed_step']:.3g}" if s.get("fixed_step") else "-")
+        if s.get("fixed_step") and s.get("fixed_for") is not None:
+            fixed += f" ({', '.join(s['fixed_for']) or 'no defence'})"
+        rows.append({"attack": s["name"], "method": s["method"], "threat model": threat(s),
+                     "step rule": s.get("rule", "steepest" if s["method"] == "pgd" else "-"),
+                     "steps": s.get("steps", 1), "fixed-step run": fixed,
+                     "images": result.results[(first, s["name"])]["n"],
+                     "seconds this run (all defences)": sum(result.results[(d, s["name"])]["seconds"]
+                                                            for d in result.defences)})
+    return pd.DataFrame(rows).set_index("attack")
+
+
 def suite_costs(result: SuiteResult, *, measure: str = "compute", convergence: Mapping | None = None) -> pd.DataFrame:
     """Where a suite's time goes: seconds of each defence (rows, with a ``total`` row) on each kind of attack
     (columns: Table 2's PGD per threat model, targeted and untargeted together; Table 4's attacks by name; the

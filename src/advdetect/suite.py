@@ -149,17 +149,18 @@ def _resolve(arena: Arena, losses) -> list[str]:
 
 def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
                    step_sizes=(0.01,), losses=None, fixed_step: float | None = None, fixed_steps: int | None = None,
-                   p: float | None = None, **kwargs) -> list[dict]:
+                   fixed_for=None, p: float | None = None, **kwargs) -> list[dict]:
     """The runs of :func:`white_box` aimed at the operating point ``p`` (default: the arena's first), each as the
     keywords of one :func:`pgd_run` call: one per loss and step size, and with ``fixed_step`` the paper
-    objective under ``fixed_steps`` (default: ``steps``) fixed steepest steps from the clean input."""
+    objective under ``fixed_steps`` (default: ``steps``) fixed steepest steps from the clean input - on every
+    defence, or with ``fixed_for`` (defence names) on those only."""
     if fixed_step is not None and method != "pgd":
         raise ValueError(f"fixed_step is a second step rule for PGD, not for {method!r}")
     losses = losses_for(arena.defence) if losses is None else _resolve(arena, losses)
     common = dict(method=method, norm=norm, eps=eps, steps=steps, targeted=targeted, p=p)
     runs = [{**common, "loss": loss, "step_size": a, **kwargs}
             for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
-    if fixed_step is not None:
+    if fixed_step is not None and (fixed_for is None or arena.defence.name in fixed_for):
         plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
         runs.append({**common, "method": "pgd", "loss": arena.defence.paper_objective, "step_size": fixed_step,
                      "rule": "steepest", "random_start": False, **plain,
@@ -169,19 +170,21 @@ def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted
 
 def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
               step_sizes=(0.01,), losses=None, fixed_step: float | None = None, fixed_steps: int | None = None,
-              **kwargs) -> dict:
+              fixed_for=None, **kwargs) -> dict:
     """The adversarial examples of ``method`` (``pgd``, ``mim``, ``fgsm``) aimed at each operating point: for
     every p of ``arena.attack_ps`` one run per loss (default :func:`losses_for`; ``"paper"`` stands for the
     defence's paper objective) and step size (FGSM has one
     step of size eps) on the thresholds of p, and with ``fixed_step`` one more run of the paper objective:
-    ``fixed_steps`` (default: ``steps``) steepest steps of that size from the clean input (the fixed small steps of most papers' PGD; an adaptive
+    ``fixed_steps`` (default: ``steps``) steepest steps of that size from the clean input, on every defence or on
+    those ``fixed_for`` names (the fixed small steps of most papers' PGD; an adaptive
     rule's first step of 2 eps, or a random start, can carry an input into a region it does not leave, as
     on ARCLU, whose training sends perturbed inputs to its adversarial cluster); per p of the arena the
     per-sample best over all runs (:func:`advdetect.evaluation.best_per_p`; the runs: :func:`white_box_runs`).
     Returns ``{p: examples}``."""
     runs = {p: [xa for run in white_box_runs(arena, method=method, norm=norm, eps=eps, targeted=targeted,
                                              steps=steps, step_sizes=step_sizes, losses=losses,
-                                             fixed_step=fixed_step, fixed_steps=fixed_steps, p=p, **kwargs)
+                                             fixed_step=fixed_step, fixed_steps=fixed_steps, fixed_for=fixed_for,
+                                             p=p, **kwargs)
                 for xa in candidates(pgd_run(cache, arena, **run))]
             for p in arena.attack_ps}
     return best_per_p(arena, runs)
@@ -262,10 +265,16 @@ def nes(cache, arena: Arena, **kwargs) -> torch.Tensor:
 
 
 def hsj(cache, arena: Arena, **kwargs) -> torch.Tensor:
-    """:func:`advdetect.blackbox.hsj`, cached (its defence runs in float64: the key says so, so that runs made
-    in float32 before are not reused)."""
-    return _cached(cache, arena, {"method": "hsj", "precision": "float64", **kwargs},
-                   lambda: {"x_adv": blackbox.hsj(arena, **kwargs)})["x_adv"]
+    """:func:`advdetect.blackbox.hsj`, cached: the defence in float32, remembering its decisions; should foolbox
+    still find a decision that changed on a second look (its assertion), the run is made again in float64. The
+    result keeps the precision it was made in."""
+    def compute():
+        try:
+            return {"x_adv": blackbox.hsj(arena, precision="float32", **kwargs), "precision": "float32"}
+        except AssertionError:
+            return {"x_adv": blackbox.hsj(arena, precision="float64", **kwargs), "precision": "float64"}
+
+    return _cached(cache, arena, {"method": "hsj", "precision": "float32, remembered", **kwargs}, compute)["x_adv"]
 
 
 def autoattack(cache, arena: Arena, **kwargs) -> dict:
@@ -346,7 +355,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     ``DEEP_STEPS`` steps, and where their rule is APGD's, also the paper objective under fixed steepest steps of
     ``DEEP_FIXED_STEP`` eps from the clean input (:func:`white_box`'s ``fixed_step``; ``DEEP_FIXED_STEPS`` of
     them, default ``DEEP_STEPS``) on the threat models of ``DEEP_FIXED_BUDGETS`` (default: every deep one),
-    untargeted only unless ``DEEP_FIXED_TARGETED``. The unbounded sanity budgets take ``SANITY_STEPS`` steepest
+    untargeted only unless ``DEEP_FIXED_TARGETED``, and on the defences ``DEEP_FIXED_DEFENCES`` names (default:
+    every one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest
     steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
     ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite); the APGD
@@ -368,6 +378,8 @@ def attack_specs(p: Mapping) -> list[dict]:
                 depth["fixed_step"] = p["DEEP_FIXED_STEP"] * eps
                 if p.get("DEEP_FIXED_STEPS"):
                     depth["fixed_steps"] = int(p["DEEP_FIXED_STEPS"])
+                if p.get("DEEP_FIXED_DEFENCES") is not None:
+                    depth["fixed_for"] = list(p["DEEP_FIXED_DEFENCES"])
             specs.append({"name": f"PGD {attack_name(norm, eps)}, {'T' if targeted else 'U'}", "table": 2,
                           "method": "pgd", "norm": norm, "eps": eps, "targeted": targeted, **step, **depth})
     cw_eps = p["CW_EPS"]
@@ -545,15 +557,17 @@ def _step_cost(defence, x: torch.Tensor, y: torch.Tensor) -> float:
     return time.perf_counter() - started
 
 
-def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int) -> float:
+def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int, defence: str | None = None) -> float:
     """A rough count of the attack steps (forward passes and input gradients of one image) that ``spec`` costs
-    on ``n`` points, to hand out the costliest tasks first; only the order matters. A convergence study
-    (``{"method": "convergence", ...}``) and paper protocols (``"protocol"``) are counted the same way."""
+    on ``n`` points against the defence named ``defence``, to hand out the costliest tasks first; only the order
+    matters. A convergence study (``{"method": "convergence", ...}``) and paper protocols (``"protocol"``) are
+    counted the same way."""
     m, n = spec["method"], min(n, spec.get("n", n))
     losses = spec.get("losses") or ("paper", "composite")   # the default: losses_for's two
     runs = len(losses) * len(spec.get("step_sizes", (None,)))
     if m in ("pgd", "mim"):
-        fixed = spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") else 0
+        fixed = (spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") and
+                 (spec.get("fixed_for") is None or defence in spec["fixed_for"]) else 0)
         return n * (spec["steps"] * runs + fixed) * attack_ps
     if m == "fgsm":
         return n * runs * attack_ps
@@ -636,11 +650,12 @@ def _unpacked(data: bytes | None):
 
 
 def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_x, ps, attack_ps, seed, progress,
-                 workers: int, follow, precision: Mapping | None = None) -> tuple[dict, dict]:
+                 workers: int, follow, precision: Mapping) -> tuple[dict, dict]:
     """Compute every (defence, attack) of the suite, and with ``follow`` each defence's paper protocols and
     convergence study, in ``workers`` spawned processes: a task goes to the next free process, the costliest
     ready task first (its estimated steps, :func:`_task_cost`, times the defence's measured step cost); a
-    convergence study is ready once its defence's Table 2 attacks are done. Returns the seconds of every
+    convergence study is ready once its defence's Table 2 attacks are done. ``precision`` is every defence's
+    attack precision, resolved (:func:`_precisions`). Returns the seconds of every
     (defence, attack) and its evaluation (:func:`_evaluate_one`, made in the worker that ran it)."""
     threads = max(1, torch.get_num_threads() // workers)
     probe = slice(0, min(64, len(x)))
@@ -652,7 +667,7 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
         kind, d, name = task
         k = defences[d].num_classes
         if kind == "attack":
-            return step[d] * _task_cost(by_name[name], len(x), k, n_ps)
+            return step[d] * _task_cost(by_name[name], len(x), k, n_ps, defence=defences[d].name)
         if kind == "protocol":
             return step[d] * _task_cost({"method": "protocol", "steps": follow["protocol_steps"]}, follow["n"], k, 1)
         return step[d] * _task_cost({"method": "convergence", **follow}, follow["n"], k, 1)
@@ -664,7 +679,7 @@ def _in_parallel(cache, defences: Mapping, x, y, x_heldout, specs, *, surrogate_
     total = len(ready) + len(blocked)
     state = dict(cache=cache, defences=dict(defences), x=x, y=y, x_heldout=x_heldout, specs=by_name,
                  surrogate_x=dict(surrogate_x), ps=tuple(ps), attack_ps=attack_ps, seed=seed, threads=threads,
-                 follow=None if follow is None else dict(follow), precision=_precisions(precision or "fp32", defences))
+                 follow=None if follow is None else dict(follow), precision=dict(precision))
     done: queue.SimpleQueue = queue.SimpleQueue()
     seconds, evaluated, running = {}, {}, 0
     bar = progress_bar(None, enabled=progress, total=total, desc=f"attack suite ({workers} processes)")
