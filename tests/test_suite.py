@@ -101,6 +101,24 @@ def test_multi_targeted_with_the_paper_objective_too_is_at_least_as_strong(train
     assert int(arena.evaluate(paper_only)["success"].sum()) >= int(arena.evaluate(direct)["success"].sum())
 
 
+def test_multi_targeted_fixed_steps_add_each_targets_paper_objective_on_the_defences_named(trained, mnist_small,
+                                                                                          tmp_path):
+    cache = ArtefactCache(tmp_path / "c")
+    arena = _arena(trained, mnist_small, n=20)
+    kw = dict(norm="linf", eps=0.1, steps=5, step_size=0.02)
+    alone = suite.multi_targeted(cache, arena, **kw)[1]
+    assert torch.equal(suite.multi_targeted(cache, arena, fixed_step=0.01, fixed_for=["other"], **kw)[1], alone)
+    fixed = arena.evaluate(suite.multi_targeted(cache, arena, fixed_step=0.01, fixed_steps=8,
+                                                fixed_for=[arena.defence.name], **kw)[1])["success"]
+    assert bool((fixed >= arena.evaluate(alone)["success"]).all())
+    for r in (1, 5):   # each target's fixed-step run was made (cached), from the clean image, with its own steps
+        run = suite.pgd_run(cache, arena, loss=trained.paper_objective, norm="linf", eps=0.1, steps=8, step_size=0.01,
+                            targeted=True, target_offset=r, rule="steepest")
+        assert bool((fixed >= arena.evaluate(run["x_adv"])["success"]).all())
+    runs = len(list((tmp_path / "c" / "suite_attack").iterdir()))
+    assert runs == 2 * 9 * len(arena.attack_ps)   # two kinds of run per target and aimed operating point
+
+
 def test_fixed_step_adds_the_paper_objective_from_the_clean_input(trained, mnist_small, tmp_path):
     cache = ArtefactCache(tmp_path / "c")
     arena = _arena(trained, mnist_small, n=20)
@@ -181,6 +199,9 @@ def test_task_cost_orders_the_costly_attacks_first():
     assert cost({**deep, "fixed_steps": 200}) == 500 * (100 * 2 + 200)
     assert cost(mt) == 100 * 100 * 9 * 2 > cost(short) and cost({"method": "fgsm"}) < cost(short)
     assert suite._task_cost(deep, 500, 10, 2) == 2 * cost(deep)   # a run per attacked operating point
+    mt_a = {**mt, "fixed_step": 0.01, "fixed_steps": 50, "fixed_for": ["A"]}
+    assert suite._task_cost(mt_a, 500, 10, 1, defence="A") == 100 * (100 * 2 + 50) * 9
+    assert suite._task_cost(mt_a, 500, 10, 1, defence="B") == cost(mt)
     only_a = {**deep, "fixed_for": ["A"]}                           # the fixed-step run on defence A only
     assert suite._task_cost(only_a, 500, 10, 1, defence="A") == cost(deep)
     assert suite._task_cost(only_a, 500, 10, 1, defence="B") == 500 * 100 * 2
@@ -592,6 +613,7 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     mt = specs["Multi-targeted Linf 0.3"]
     assert mt["steps"] == 100 >= p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
     assert mt["losses"] == ["composite"] and specs["AutoAttack Linf 0.3"]["n"] >= 100
+    assert mt["fixed_for"] == p["MT_FIXED_DEFENCES"] == ["ARCLU"] and mt["fixed_step"] == pytest.approx(0.01)
     for name in ("PGD Linf 1, U", "PGD L2 6.0, U"):
         assert specs[name]["steps"] == p["SANITY_STEPS"] >= p["DEEP_STEPS"] and specs[name]["n"] == p["SANITY_N"]
     assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100
