@@ -95,6 +95,8 @@ def test_multi_targeted_with_the_paper_objective_too_is_at_least_as_strong(train
     alone = arena.evaluate(suite.multi_targeted(cache, arena, **kw)[1])["success"]
     both = arena.evaluate(suite.multi_targeted(cache, arena, losses=["composite", "paper"], **kw)[1])["success"]
     assert bool((both >= alone).all())
+    named = suite.multi_targeted(cache, arena, more_losses={arena.defence.name: ["paper"]}, **kw)[1]
+    assert torch.equal(arena.evaluate(named)["success"], both)      # the paper objective added on this defence
     paper_only = suite.multi_targeted(cache, arena, losses=["paper"], **kw)[1]
     direct = suite.pgd_run(cache, arena, loss=trained.paper_objective, targeted=True, random_start=True,
                            target_offset=1, **kw)["x_adv"]   # the paper objective's run at offset 1 is one candidate
@@ -115,6 +117,8 @@ def test_multi_targeted_fixed_steps_add_each_targets_paper_objective_on_the_defe
         run = suite.pgd_run(cache, arena, loss=trained.paper_objective, norm="linf", eps=0.1, steps=8, step_size=0.01,
                             targeted=True, target_offset=r, rule="steepest")
         assert bool((fixed >= arena.evaluate(run["x_adv"])["success"]).all())
+    more = suite.multi_targeted(cache, arena, more_losses={"other": ["paper"]}, **kw)[1]   # another defence's
+    assert torch.equal(more, alone)
     runs = len(list((tmp_path / "c" / "suite_attack").iterdir()))
     assert runs == 2 * 9 * len(arena.attack_ps)   # two kinds of run per target and aimed operating point
 
@@ -202,6 +206,7 @@ def test_task_cost_orders_the_costly_attacks_first():
     mt_a = {**mt, "fixed_step": 0.01, "fixed_steps": 50, "fixed_for": ["A"]}
     assert suite._task_cost(mt_a, 500, 10, 1, defence="A") == 100 * (100 * 2 + 50) * 9
     assert suite._task_cost(mt_a, 500, 10, 1, defence="B") == cost(mt)
+    assert suite._task_cost({**mt, "more_losses": {"B": ["x"]}}, 500, 10, 1, defence="B") == cost(mt) * 3 // 2
     only_a = {**deep, "fixed_for": ["A"]}                           # the fixed-step run on defence A only
     assert suite._task_cost(only_a, 500, 10, 1, defence="A") == cost(deep)
     assert suite._task_cost(only_a, 500, 10, 1, defence="B") == 500 * 100 * 2
@@ -614,6 +619,7 @@ def test_profile_specs_aim_short_apgd_runs_and_send_expensive_attacks_to_subsets
     assert mt["steps"] == 100 >= p["DEEP_STEPS"] and mt["n"] == p["MT_N"] == p["N_SUBSET"]
     assert mt["losses"] == ["composite"] and specs["AutoAttack Linf 0.3"]["n"] >= 100
     assert mt["fixed_for"] == p["MT_FIXED_DEFENCES"] == ["ARCLU"] and mt["fixed_step"] == pytest.approx(0.01)
+    assert mt["more_losses"] == p["MT_MORE_LOSSES"] == {"L-Ben": ["paper"]}
     for name in ("PGD Linf 1, U", "PGD L2 6.0, U"):
         assert specs[name]["steps"] == p["SANITY_STEPS"] >= p["DEEP_STEPS"] and specs[name]["n"] == p["SANITY_N"]
     assert p["N_TEST"] >= 500 and p["CONV_STEPS"] >= 1000 and p["N_SUBSET"] >= 100

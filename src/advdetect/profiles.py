@@ -315,6 +315,10 @@ TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "MT_STEPS": _by(5, 100, 100),
         "MT_N": _by(10, 100, 1000),               # its first ones (K - 1 runs per image and loss)
         "MT_LOSSES": _by(["composite"], ["composite"], ["composite", "paper"]),  # targeted forms
+        # and more losses on some defences: on L-Ben's first 100 images (measured 2026-12-06) its paper objective's
+        # 100-step runs broke 23 where the composite's broke 21, and the 2 images that only the APGD check had found
+        # (16 s; on GAT generative they broke 7 where the composite's broke 8, in 144 s, and found nothing new)
+        "MT_MORE_LOSSES": _by({}, {"L-Ben": ["paper"]}, {}),
         # and, per target, the paper objective under the fixed-step run's steps from the clean image, on these
         # defences (None: every one): on ARCLU's first 100 images (measured 2026-12-06) it broke 0.28 at 1% where
         # the multi-targeted attack under APGD broke 0.08 and the untargeted fixed-step run 0.24 (the composite

@@ -191,18 +191,20 @@ def white_box(cache, arena: Arena, *, method: str, norm: str, eps: float, target
 
 
 def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, step_size: float,
-                   random_start: bool = True, rule: str = "steepest", losses=("composite",),
+                   random_start: bool = True, rule: str = "steepest", losses=("composite",), more_losses=None,
                    fixed_step: float | None = None, fixed_steps: int | None = None, fixed_for=None) -> dict:
     """Tramer et al. 2020's multi-targeted attack on any defence: for each of the K-1 other classes t, first
     make the defence predict t, then lower the score below tau_t (the targeted composite loss; ``losses`` may
-    add others, ``"paper"`` standing for the defence's paper objective in its targeted form); with
+    add others, ``"paper"`` standing for the defence's paper objective in its targeted form; ``more_losses``, a
+    mapping of defence names to losses, adds losses on the defences it names); with
     ``fixed_step``, also each target's run of the targeted paper objective under ``fixed_steps`` (default:
     ``steps``) fixed steepest steps of that size from the clean input, on every defence or on those ``fixed_for``
     names (the step rule of the papers' own PGD; see :func:`white_box`); per sample the best over targets and
     runs, aimed at each p of ``arena.attack_ps``. Each target's run is a cached :func:`pgd_run`. Returns ``{p:
     examples}``."""
+    extra = list((more_losses or {}).get(arena.defence.name, []))
     kinds = [dict(loss=loss, steps=steps, step_size=step_size, random_start=random_start, rule=rule)
-             for loss in _resolve(arena, losses)]
+             for loss in _resolve(arena, [*losses, *extra])]
     if fixed_step is not None and (fixed_for is None or arena.defence.name in fixed_for):
         kinds.append(dict(loss=arena.defence.paper_objective, steps=int(fixed_steps or steps), step_size=fixed_step,
                           random_start=False, rule="steepest"))
@@ -367,7 +369,8 @@ def attack_specs(p: Mapping) -> list[dict]:
     every one). The unbounded sanity budgets take ``SANITY_STEPS`` steepest
     steps of each of
     ``SANITY_STEP_SIZES`` (an unbounded ball is crossed only by many steps); the multi-targeted attack takes
-    ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite) and, within L-inf
+    ``MT_STEPS`` steps per target with each loss of ``MT_LOSSES`` (default: the composite; ``MT_MORE_LOSSES``
+    adds losses on the defences it names) and, within L-inf
     budgets, on the defences ``MT_FIXED_DEFENCES`` names (None: every one; absent or empty: none), each target's
     paper objective under the fixed-step run's steps (``DEEP_FIXED_STEP``, ``DEEP_FIXED_STEPS``); the APGD
     check starts from a random point of the ball, so that it is a second run beside the suite's own APGD, and
@@ -412,7 +415,9 @@ def attack_specs(p: Mapping) -> list[dict]:
         specs.append({"name": f"Multi-targeted {attack_name(norm, eps)}", "table": "mt", "method": "multi-targeted",
                       "norm": norm, "eps": eps, "steps": p["MT_STEPS"], "step_size": step["step_sizes"][0],
                       "rule": step.get("rule", "steepest"), **({"n": p["MT_N"]} if "MT_N" in p else {}),
-                      **({"losses": list(p["MT_LOSSES"])} if "MT_LOSSES" in p else {}), **mt_fixed})
+                      **({"losses": list(p["MT_LOSSES"])} if "MT_LOSSES" in p else {}),
+                      **({"more_losses": {d: list(v) for d, v in p["MT_MORE_LOSSES"].items()}}
+                         if p.get("MT_MORE_LOSSES") else {}), **mt_fixed})
     for norm, eps in p["SANITY_BUDGETS"]:
         step = {"step_sizes": list(p["SANITY_STEP_SIZES"][norm])}
         specs.append({"name": f"PGD {attack_name(norm, eps)}, U", "table": "sanity", "method": "pgd", "norm": norm,
@@ -592,7 +597,8 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int, defence: str
     if m == "multi-targeted":
         fixed = (spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") and
                  (spec.get("fixed_for") is None or defence in spec["fixed_for"]) else 0)
-        return n * (spec["steps"] * len(spec.get("losses", ("composite",))) + fixed) * (classes - 1) * attack_ps
+        losses = len(spec.get("losses", ("composite",))) + len(spec.get("more_losses", {}).get(defence, ()))
+        return n * (spec["steps"] * losses + fixed) * (classes - 1) * attack_ps
     if m == "nes":
         return n * spec["steps"] * spec["samples"] / 3   # forward passes only
     if m == "hsj":
