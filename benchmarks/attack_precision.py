@@ -13,27 +13,20 @@ instructions, such as AVX512-BF16 or AMX).
                                           [--steps 50] [--profile cpu] [--threads 1]
 """
 
-import argparse
 import time
 
 import torch
+from _common import head_to_head
 
 import advdetect as ad
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--defences", default="GAT generative,GAT integrated,Madry,ARCLU")
-parser.add_argument("--n", type=int, default=100, help="attacked images")
-parser.add_argument("--steps", type=int, default=50)
-parser.add_argument("--profile", default="cpu")
-parser.add_argument("--threads", type=int, default=1, help="torch threads (the chapter's workers use one each)")
-args = parser.parse_args()
-ad.runtime.configure_threads()
-torch.set_num_threads(args.threads)
 
-try:
-    h = ad.chapters.head_to_head_inputs(args.profile, args.defences)   # the chapter's images
-except ValueError as e:
-    raise SystemExit(str(e)) from None
+def own_arguments(parser):
+    parser.add_argument("--n", type=int, default=100, help="attacked images")
+    parser.add_argument("--steps", type=int, default=50)
+
+
+args, h = head_to_head(__doc__, "GAT generative,GAT integrated,Madry,ARCLU", own_arguments)
 s, chosen, device = h["settings"], h["defences"], h["device"]
 x, y, x_heldout = h["x"], h["y"], h["x_heldout"]
 aim = s["ATTACK_PS"][0]

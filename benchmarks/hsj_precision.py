@@ -14,27 +14,20 @@ same seed through different arithmetic, so their ASR-1 may differ by an image or
                                        [--norm linf] [--profile cpu] [--threads 1]
 """
 
-import argparse
 import time
 
 import torch
+from _common import head_to_head
 
 import advdetect as ad
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--defences", default="GAT generative,GAT integrated,Madry")
-parser.add_argument("--n", type=int, default=12, help="attacked images")
-parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
-parser.add_argument("--profile", default="cpu")
-parser.add_argument("--threads", type=int, default=1, help="torch threads (the chapter's workers use one each)")
-args = parser.parse_args()
-ad.runtime.configure_threads()
-torch.set_num_threads(args.threads)
 
-try:
-    h = ad.chapters.head_to_head_inputs(args.profile, args.defences)   # the chapter's images
-except ValueError as e:
-    raise SystemExit(str(e)) from None
+def own_arguments(parser):
+    parser.add_argument("--n", type=int, default=12, help="attacked images")
+    parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
+
+
+args, h = head_to_head(__doc__, "GAT generative,GAT integrated,Madry", own_arguments)
 s, chosen, device = h["settings"], h["defences"], h["device"]
 x, y, x_heldout = h["x"], h["y"], h["x_heldout"]
 eps = s["BB_LINF"] if args.norm == "linf" else s["BB_L2"]

@@ -66,12 +66,30 @@ def test_asr_p_uses_thresholds_from_heldout_data():
     assert got == 1.0
 
 
-def test_eroc_weights_per_class_aucs_by_adversarial_share():
+def test_weighted_auc_weights_per_class_aucs_by_adversarial_share():
     benign_scores = [0.0, 1.0, 0.0, 1.0]
     benign_pred = [0, 0, 1, 1]
     adv_scores = [2.0, 2.0, 0.5]         # class 0: both above every benign -> AUC 1; class 1: 0.5 -> AUC 0.5
     adv_pred = [0, 0, 1]
-    assert metrics.eroc(benign_scores, benign_pred, adv_scores, adv_pred) == pytest.approx(2 / 3 * 1.0 + 1 / 3 * 0.5)
+    got = metrics.weighted_auc(benign_scores, benign_pred, adv_scores, adv_pred)
+    assert got == pytest.approx(2 / 3 * 1.0 + 1 / 3 * 0.5)
+
+
+def test_eroc_counts_an_example_the_attack_did_not_move_across_as_detected():
+    benign_scores, benign_pred = [0.3, 1.0, 0.0, 1.0], [0, 0, 1, 1]
+    # class 0: a misclassified example (true 1) at 0.5 and a failed one (true 0) at 0.2, which takes the class's
+    # highest adversarial score, 0.5: both sit between the benign 0.3 and 1.0 -> AUC 0.5; class 1: the attack
+    # failed on its only example -> AUC 1. Weights 2/3 and 1/3.
+    got = metrics.eroc(benign_scores, benign_pred, [0.5, 0.2, 0.1], [0, 0, 1], y=[1, 0, 1])
+    assert got == pytest.approx(2 / 3 * 0.5 + 1 / 3 * 1.0)
+    # the failed example's own low score does not count against the detector: raised to 0.5, not left at 0.2
+    assert got > metrics.eroc(benign_scores, benign_pred, [0.5, 0.2, 0.1], [0, 0, 1], y=[1, 1, 1])
+    # every attack failed: 1; nothing attacked: NaN
+    assert metrics.eroc(benign_scores, benign_pred, [0.0, 0.0], [0, 1], y=[0, 1]) == 1.0
+    assert np.isnan(metrics.eroc(benign_scores, benign_pred, [], [], y=[]))
+    # over misclassified examples alone the two readings agree
+    assert metrics.eroc(benign_scores, benign_pred, [2.0, 0.5], [0, 1], y=[1, 0]) == pytest.approx(
+        metrics.weighted_auc(benign_scores, benign_pred, [2.0, 0.5], [0, 1]))
 
 
 def test_mean_interval_brackets_the_mean():
@@ -81,18 +99,18 @@ def test_mean_interval_brackets_the_mean():
     assert all(np.isnan(metrics.mean_interval([1.0])))
 
 
-def test_eroc_interval_brackets_the_estimate_and_narrows_with_more_points():
+def test_weighted_auc_interval_brackets_the_estimate_and_narrows_with_more_points():
     rng = np.random.default_rng(0)
     widths = []
     for n in (40, 400):
         b, a = rng.normal(size=n), rng.normal(1.0, 1.0, size=n)
         zeros = np.zeros(n, dtype=int)
-        est = metrics.eroc(b, zeros, a, zeros)
-        lo, hi = metrics.eroc_interval(b, zeros, a, zeros, resamples=200)
+        est = metrics.weighted_auc(b, zeros, a, zeros)
+        lo, hi = metrics.weighted_auc_interval(b, zeros, a, zeros, resamples=200)
         assert lo <= est <= hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 2
-    assert all(np.isnan(metrics.eroc_interval([0.0], [0], [1.0], [0])))
+    assert all(np.isnan(metrics.weighted_auc_interval([0.0], [0], [1.0], [0])))
 
 
 def test_wilson_interval_and_distances():

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from advdetect import attacks, blackbox, defences, evaluation, metrics, models, objectives, profiles, reports, suite
+from advdetect import (attacks, blackbox, chapters, defences, evaluation, metrics, models, objectives, profiles,
+                       reports, suite)
 from advdetect.cache import ArtefactCache
 from advdetect.training import train_classifier
 
@@ -357,6 +358,27 @@ def test_black_box_attacks_run_within_the_budget(trained, mnist_small, tmp_path)
     x_hsj = suite.hsj(ArtefactCache(tmp_path / "c"), arena, norm="l2", eps=4.0, steps=3, initial_evals=20)
     assert bool((attacks.norms(x_hsj - arena.x, "l2") <= 4.0 + 1e-4).all())
     assert arena.evaluate(x_hsj)["ASR-1"] > 0.0
+    out = suite.run_spec(ArtefactCache(tmp_path / "c"), arena, {"name": "HopSkipJump L2 4.0", "table": 3,
+                                                                "method": "hsj", "norm": "l2", "eps": 4.0, "steps": 3,
+                                                                "initial_evals": 20})
+    assert out["arithmetic"] == "float32" and torch.equal(out["x_adv"], x_hsj)      # the same cached run
+
+
+def test_hopskipjump_falls_back_to_float64_and_the_result_says_so(trained, mnist_small, tmp_path, monkeypatch):
+    arena = _arena(trained, mnist_small, n=4)
+    asked = []
+
+    def boundary_check_fails_in_float32(arena, *, precision, **kwargs):
+        asked.append(precision)
+        if precision == "float32":
+            raise AssertionError("a decision changed on a second look")
+        return arena.x.clone()
+
+    monkeypatch.setattr(suite.blackbox, "hsj", boundary_check_fails_in_float32)
+    spec = {"name": "HopSkipJump L2 4.0", "table": 3, "method": "hsj", "norm": "l2", "eps": 4.0, "steps": 3,
+            "initial_evals": 20}
+    r = suite._evaluate_one(ArtefactCache(tmp_path / "c"), arena, spec, None)
+    assert asked == ["float32", "float64"] and r["arithmetic"] == "float64"
 
 
 def test_autoattack_runs_on_the_composite_classifier(trained, mnist_small, tmp_path):
@@ -465,6 +487,10 @@ def test_worst_case_names_the_attack_and_results_table_sits_beside_the_paper():
                               paper={"PGD Linf 0.3, U": {"Vanilla": {"ASR-1": 0.86}}})
     row = t.loc[("PGD Linf 0.3, U", "D")]
     assert row["ASR-1"] == pytest.approx(0.2) and row["eligible images"] == 10 and np.isnan(row["paper ASR-1"])
+    assert "arithmetic" not in t                       # only where an attack's result says how it ran
+    s.results[("D", "NES Linf 0.3")]["arithmetic"] = "float64"
+    mixed = reports.results_table(s, ["PGD Linf 0.3, U", "NES Linf 0.3"])
+    assert list(mixed["arithmetic"]) == ["-", "float64"]
     lo, hi = reports.interval_bounds(row["ASR-1 95% CI"])
     assert lo < 0.2 < hi and (lo, hi) == pytest.approx(metrics.proportion_ci(2, 10), abs=0.005)
     worst = reports.worst_rows(t).loc["D"]
@@ -989,7 +1015,7 @@ def test_evaluating_the_best_examples_reuses_their_candidates_decisions(trained,
     best = evaluation.best_per_p(arena, {1: [arena.x, strong]})
     fresh = evaluation.Arena(trained, arena.x, arena.y, arena.x_heldout, ps=(1, 5))   # remembers nothing
     remembered, decided = arena.evaluate(best), fresh.evaluate({p: v.clone() for p, v in best.items()})
-    for key in ("ASR-1", "ASR-5", "EROC"):
+    for key in ("ASR-1", "ASR-5", "EROC", "EROC, misclassified"):
         assert remembered[key] == decided[key]
     assert torch.equal(remembered["pred"], decided["pred"]) and torch.allclose(remembered["score"], decided["score"])
     changed = best[1].clone()
@@ -1008,3 +1034,9 @@ def test_held_out_decisions_are_cached_and_checked(trained, mnist_small, tmp_pat
     assert torch.equal(arena.tau[1], evaluation.Arena(trained, x, y, xh[:300], ps=(1, 5)).tau[1])
     with pytest.raises(ValueError, match="one prediction and one score per held-out input"):
         evaluation.Arena(trained, x, y, xh[:300], ps=(1, 5), decided_heldout=(pred[:10], score[:10]))
+
+
+def test_the_benchmarks_inputs_refuse_an_unknown_defence_before_loading_anything(monkeypatch):
+    monkeypatch.setattr(chapters, "book_defences", lambda *a, **k: pytest.fail("built the defences first"))
+    with pytest.raises(ValueError, match="unknown defence.*Nope: choose among GAT integrated, GAT generative"):
+        chapters.head_to_head_inputs("smoke", "Madry,Nope")

@@ -25,7 +25,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from . import attacks
 from .defences import DistanceDefence
-from .metrics import eroc, eroc_interval
+from .metrics import weighted_auc, weighted_auc_interval
 from .objectives import Criterion, objective
 from .runtime import autocast, check_precision, device_of
 from .training import eps_scale, fit, scaled_attack, step_schedule, train_classifier
@@ -163,23 +163,24 @@ def overlap(z_benign: torch.Tensor, pred_benign: torch.Tensor, z_adv: torch.Tens
 
     ``centre AUC``: per predicted class c, the ROC AUC of the distance to class c's centre (``centres[c]``, e.g.
     the mean benign training representation of c) between adversarial and benign points predicted as c,
-    weighted by the share of adversarial points predicted as c (ARCLU's EROC with this distance as the score):
+    weighted by the share of adversarial points predicted as c (EROC's class weighting with this distance as score):
     0.5 means the two are equally far from the centre, 1 that every adversarial point lies farther out than
     every benign one, below 0.5 that adversarial points sit *closer* to the centre; ``centre AUC 95% CI`` its
-    bootstrap interval (:func:`advdetect.metrics.eroc_interval`).
+    bootstrap interval (:func:`advdetect.metrics.weighted_auc_interval`).
     ``kNN accuracy``: balanced accuracy of a ``neighbours``-nearest-neighbour classifier telling adversarial
     from benign points, ``folds``-fold cross-validated (scikit-learn): 0.5 when the two clouds are mixed, 1 when
     every neighbourhood is pure."""
     zb, za = z_benign.float().cpu(), z_adv.float().cpu()
     cb = torch.cdist(zb, centres.float().cpu()).gather(1, pred_benign.cpu()[:, None]).squeeze(1)
     ca = torch.cdist(za, centres.float().cpu()).gather(1, pred_adv.cpu()[:, None]).squeeze(1)
-    auc = eroc(cb, pred_benign, ca, pred_adv)
+    auc = weighted_auc(cb, pred_benign, ca, pred_adv)
     feats = torch.cat([zb, za]).numpy()
     labels = np.r_[np.zeros(len(zb)), np.ones(len(za))]
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     knn = cross_val_score(KNeighborsClassifier(n_neighbors=neighbours), feats, labels, cv=cv,
                           scoring="balanced_accuracy")
-    return {"centre AUC": float(auc), "centre AUC 95% CI": eroc_interval(cb, pred_benign, ca, pred_adv, seed=seed),
+    return {"centre AUC": float(auc),
+            "centre AUC 95% CI": weighted_auc_interval(cb, pred_benign, ca, pred_adv, seed=seed),
             "kNN accuracy": float(knn.mean())}
 
 

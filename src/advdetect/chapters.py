@@ -264,10 +264,16 @@ def book_defences(cache, profile: str, s: Mapping, device) -> tuple[dict[str, De
         "LID": feature["LID"].model,
         "MAHA": feature["MAHA"].model,
     }
+    assert tuple(out) == BOOK_DEFENCES, "BOOK_DEFENCES must list book_defences' defences, in order"
     models = {"natural classifier": f, "Madry": robust, "GAT Linf 0.3": bank, "ARCLU": encoders["ARCLU"],
               "L-Ben": encoders["L-Ben"], "TRADES": trades, "Resisting VAE": resisting, "LID": feature["LID"],
               "MAHA": feature["MAHA"]}
     return {k: v.to(device).eval() for k, v in out.items()}, models
+
+
+#: the defences of :func:`book_defences`, in its order
+BOOK_DEFENCES: tuple[str, ...] = ("GAT integrated", "GAT generative", "ARCLU", "L-Ben", "Vanilla", "Madry", "TRADES",
+                                  "Resisting", "FS", "LID", "MAHA")
 
 
 def head_to_head_inputs(profile: str, names, n: int | None = None, device=None) -> dict:
@@ -277,13 +283,13 @@ def head_to_head_inputs(profile: str, names, n: int | None = None, device=None) 
     an unknown name fails with the choices) and ``n`` attacked images (default the chapter's ``N_TEST``; a
     smaller ``n`` draws another stratified subset) with the held-out images (``x``, ``y``, ``x_heldout``)."""
     s = profiles.defaults("adaptive", profile)
+    names = names.split(",") if isinstance(names, str) else list(names)
+    unknown = [d for d in names if d not in BOOK_DEFENCES]
+    if unknown:       # before anything is loaded or trained
+        raise ValueError(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(BOOK_DEFENCES)}")
     cache = ArtefactCache()
     device = best_device() if device is None else device
     every, _ = book_defences(cache, profile, s, device)
-    names = names.split(",") if isinstance(names, str) else list(names)
-    unknown = [d for d in names if d not in every]
-    if unknown:
-        raise ValueError(f"unknown defence(s) {', '.join(unknown)}: choose among {', '.join(every)}")
     ds = load_for(profiles.defaults("gat_detectors", profile))
     x, y, x_heldout = attacked_points(ds, s["N_TEST"] if n is None else n, seed=s["SEED"])
     return {"settings": s, "cache": cache, "device": device, "defences": {d: every[d] for d in names},

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .data import stratified_split
-from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr
+from .metrics import asr_p, attack_success_ratio, eroc, thresholds_at_fpr, weighted_auc
 from .objectives import Criterion
 from .runtime import check_precision, device_of
 
@@ -141,8 +141,11 @@ class Arena:
         return float((self.clean[0] == self.y).float().mean())
 
     def evaluate(self, x_adv) -> dict:
-        """ASR-p for every p (with the counts behind it), EROC over the misclassified adversarial examples
-        against the held-out benign inputs, and the per-sample success at the first p. ``x_adv`` is one set of
+        """ASR-p for every p (with the counts behind it), EROC as ARCLU's authors compute it
+        (:func:`~advdetect.metrics.eroc`: the adversarial examples of the images eligible at the first p, an
+        example still correctly classified counting as detected), ``"EROC, misclassified"`` (the class-weighted
+        AUC of the misclassified adversarial examples alone against the held-out benign inputs: detection
+        alone), and the per-sample success at the first p. ``x_adv`` is one set of
         adversarial examples for every p, or ``{p: examples}`` with the examples aimed at each p (a p missing
         there takes the first p's); EROC, ``success``, ``pred``, ``score`` and ``x_adv`` in the result are those
         of the first p."""
@@ -164,9 +167,10 @@ class Arena:
             out[f"ASR-{p:g}"], succ, n = attack_success_ratio(self.y, self.clean[0], self.clean[1], pp, sp,
                                                               self.tau[p])
             out["counts"][p] = (succ, n)
-        fooled = pred != self.y
-        out["EROC"] = (eroc(self.heldout[1], self.heldout[0], score[fooled], pred[fooled]) if fooled.any()
-                       else float("nan"))
+        eligible, fooled = self.eligible(), pred != self.y
+        out["EROC"] = eroc(self.heldout[1], self.heldout[0], score[eligible], pred[eligible], self.y[eligible])
+        out["EROC, misclassified"] = (weighted_auc(self.heldout[1], self.heldout[0], score[fooled], pred[fooled])
+                                      if fooled.any() else float("nan"))
         out["success"] = self.eligible() & self.criterion().success_of(pred, score, self.y)
         out["pred"], out["score"] = pred, score
         return out

@@ -639,8 +639,8 @@ def arclu_table2(cache, defences: Mapping[str, Defence], x_heldout: torch.Tensor
                  seed: int = 0):
     """ARCLU Table 2's rows for the distance detectors ``{name: defence}`` (``"ARCLU"``, the paper's "Ours", and
     ``"L-Ben"``) under the targeted and the untargeted adaptive PGD of ``attack`` (engine keywords with ``eps``):
-    accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC, beside the paper's values from
-    ``paper_rows``. Returns (DataFrame, ``{(name, row label): arclu_evaluation() result}``)."""
+    accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC (and over the misclassified examples alone),
+    beside the paper's values from ``paper_rows``. Returns (DataFrame, ``{(name, row label): arclu_evaluation() result}``)."""
     results, rows = {}, []
     for name, d in defences.items():
         paper_name = PAPER_NAMES.get(name, name)
@@ -654,7 +654,8 @@ def arclu_table2(cache, defences: Mapping[str, Defence], x_heldout: torch.Tensor
                          "ASR-1 95% CI": f"{lo:.3f}-{hi:.3f}", "ASR-2": r["ASR-2"], "ASR-5": r["ASR-5"],
                          "ASR-10": r["ASR-10"], "EROC": r["EROC"],
                          "paper accuracy": paper_accuracy.get(paper_name, np.nan),
-                         "paper ASR-1": ref.get("ASR-1", np.nan), "paper EROC": ref.get("EROC", np.nan)})
+                         "paper ASR-1": ref.get("ASR-1", np.nan), "paper EROC": ref.get("EROC", np.nan),
+                         "EROC, misclassified": r["EROC, misclassified"]})
     return pd.DataFrame(rows).set_index(["model", "attack"]), results
 
 
@@ -671,7 +672,8 @@ def results_table(suite: SuiteResult, attacks: list[str], metrics=("ASR-1", "ERO
     """ARCLU's tables in long form, one row per (attack, defence): for each metric ours, the paper's value of
     the same cell beside it (``paper[attack][baseline][metric]``; ``paper_rows`` maps our attack name to the
     paper's row where they differ, e.g. HopSkipJump -> Boundary), and for every ASR its Wilson 95% interval and
-    the number of eligible images behind it."""
+    the number of eligible images behind it; where an attack's result says in which arithmetic it ran
+    (HopSkipJump: float32, or float64 where its fallback ran), an ``arithmetic`` column ("-" for the others)."""
     rows = []
     for a in attacks:
         for d in suite.defences:
@@ -685,8 +687,13 @@ def results_table(suite: SuiteResult, attacks: list[str], metrics=("ASR-1", "ERO
                     lo, hi = proportion_ci(succ, n)
                     row[f"{m} 95% CI"] = f"{lo:.2f}-{hi:.2f}"
             row["eligible images"] = r["counts"][suite.arenas[d].ps[0]][1]
+            if "arithmetic" in r:
+                row["arithmetic"] = r["arithmetic"]
             rows.append(row)
-    return pd.DataFrame(rows).set_index(["attack", "defence"])
+    table = pd.DataFrame(rows).set_index(["attack", "defence"])
+    if "arithmetic" in table:
+        table["arithmetic"] = table["arithmetic"].fillna("-")
+    return table
 
 
 def _lower_is_better(metric: str) -> bool:

@@ -147,6 +147,17 @@ def _resolve(arena: Arena, losses) -> list[str]:
     return list(dict.fromkeys(arena.defence.paper_objective if loss == "paper" else loss for loss in losses))
 
 
+def fixed_applies(fixed_step: float | None, fixed_for, defence: str | None) -> bool:
+    """Whether a white-box or multi-targeted spec's fixed-step run (``fixed_step``, ``fixed_for``) is made on
+    the defence named ``defence``: a step is given, and ``fixed_for`` is None (every defence) or names it."""
+    return fixed_step is not None and (fixed_for is None or defence in fixed_for)
+
+
+def more_losses_for(more_losses, defence: str | None) -> list[str]:
+    """The losses a multi-targeted spec's ``more_losses`` (defence name -> losses) adds on ``defence``."""
+    return list((more_losses or {}).get(defence, []))
+
+
 def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted: bool = False, steps: int = 100,
                    step_sizes=(0.01,), losses=None, fixed_step: float | None = None, fixed_steps: int | None = None,
                    fixed_for=None, p: float | None = None, **kwargs) -> list[dict]:
@@ -160,7 +171,7 @@ def white_box_runs(arena: Arena, *, method: str, norm: str, eps: float, targeted
     common = dict(method=method, norm=norm, eps=eps, steps=steps, targeted=targeted, p=p)
     runs = [{**common, "loss": loss, "step_size": a, **kwargs}
             for loss in losses for a in ([None] if method == "fgsm" else step_sizes)]
-    if fixed_step is not None and (fixed_for is None or arena.defence.name in fixed_for):
+    if fixed_applies(fixed_step, fixed_for, arena.defence.name):
         plain = {k: v for k, v in kwargs.items() if k not in ("rule", "random_start")}
         runs.append({**common, "method": "pgd", "loss": arena.defence.paper_objective, "step_size": fixed_step,
                      "rule": "steepest", "random_start": False, **plain,
@@ -202,10 +213,10 @@ def multi_targeted(cache, arena: Arena, *, norm: str, eps: float, steps: int, st
     names (the step rule of the papers' own PGD; see :func:`white_box`); per sample the best over targets and
     runs, aimed at each p of ``arena.attack_ps``. Each target's run is a cached :func:`pgd_run`. Returns ``{p:
     examples}``."""
-    extra = list((more_losses or {}).get(arena.defence.name, []))
+    extra = more_losses_for(more_losses, arena.defence.name)
     kinds = [dict(loss=loss, steps=steps, step_size=step_size, random_start=random_start, rule=rule)
              for loss in _resolve(arena, [*losses, *extra])]
-    if fixed_step is not None and (fixed_for is None or arena.defence.name in fixed_for):
+    if fixed_applies(fixed_step, fixed_for, arena.defence.name):
         kinds.append(dict(loss=arena.defence.paper_objective, steps=int(fixed_steps or steps), step_size=fixed_step,
                           random_start=False, rule="steepest"))
     runs = {p: [xa for kind in kinds for r in range(1, arena.defence.num_classes)
@@ -274,17 +285,22 @@ def nes(cache, arena: Arena, **kwargs) -> torch.Tensor:
                    lambda: {"x_adv": blackbox.nes(arena, **kwargs)})["x_adv"]
 
 
-def hsj(cache, arena: Arena, **kwargs) -> torch.Tensor:
+def hsj_run(cache, arena: Arena, **kwargs) -> dict:
     """:func:`advdetect.blackbox.hsj`, cached: the defence in float32, remembering its decisions; should foolbox
-    still find a decision that changed on a second look (its assertion), the run is made again in float64. The
-    result keeps the precision it was made in."""
+    still find a decision that changed on a second look (its assertion), the run is made again in float64.
+    Returns ``{"x_adv": .., "precision": the arithmetic it was made in}``."""
     def compute():
         try:
             return {"x_adv": blackbox.hsj(arena, precision="float32", **kwargs), "precision": "float32"}
         except AssertionError:
             return {"x_adv": blackbox.hsj(arena, precision="float64", **kwargs), "precision": "float64"}
 
-    return _cached(cache, arena, {"method": "hsj", "precision": "float32, remembered", **kwargs}, compute)["x_adv"]
+    return _cached(cache, arena, {"method": "hsj", "precision": "float32, remembered", **kwargs}, compute)
+
+
+def hsj(cache, arena: Arena, **kwargs) -> torch.Tensor:
+    """The adversarial examples of :func:`hsj_run`."""
+    return hsj_run(cache, arena, **kwargs)["x_adv"]
 
 
 def autoattack(cache, arena: Arena, **kwargs) -> dict:
@@ -314,7 +330,8 @@ def surrogate_examples(cache, surrogate, x: torch.Tensor, y: torch.Tensor, *, no
 
 def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = None):
     """One attack of the suite, described by ``spec`` (``method`` and its keywords; see :func:`attack_specs`):
-    ``{"x_adv": its adversarial examples (or {p: examples}), "checks": AutoAttack's own warnings, else []}``."""
+    ``{"x_adv": its adversarial examples (or {p: examples}), "checks": AutoAttack's own warnings, else []}``,
+    and for HopSkipJump ``"arithmetic"``: float32, or float64 where its fallback ran."""
     s = dict(spec)
     method = s.pop("method")
     for key in ("name", "table", "n"):
@@ -332,7 +349,8 @@ def run_spec(cache, arena: Arena, spec: Mapping, surrogate_x: Mapping | None = N
     elif method == "nes":
         x_adv = nes(cache, arena, **s)
     elif method == "hsj":
-        x_adv = hsj(cache, arena, **s)
+        out = hsj_run(cache, arena, **s)
+        return {"x_adv": out["x_adv"], "checks": [], "arithmetic": out["precision"]}
     else:
         raise ValueError(f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
     return {"x_adv": x_adv, "checks": []}
@@ -547,12 +565,13 @@ def _evaluate(cache, arenas: Mapping, specs, surrogate_x, seconds: Mapping, prog
 
 def _evaluate_one(cache, arena: Arena, spec: Mapping, surrogate_x) -> dict:
     """One (defence, attack) of the suite, run (or read from the cache) and evaluated on its arena (the first
-    ``n`` points where the spec has ``n``): :meth:`Arena.evaluate`'s dict plus ``n``, ``checks`` and ``compute
-    seconds``."""
+    ``n`` points where the spec has ``n``): :meth:`Arena.evaluate`'s dict plus ``n``, ``checks``, ``compute
+    seconds`` and, where the run says it (HopSkipJump), its ``arithmetic``."""
     arena = arena.subset(spec["n"]) if "n" in spec else arena
     out, spent = metered(run_spec, cache, arena, spec, surrogate_x)
     r = arena.evaluate(out["x_adv"])
-    r.update(n=len(arena.x), checks=list(out["checks"]), **{"compute seconds": spent})
+    r.update(n=len(arena.x), checks=list(out["checks"]), **{"compute seconds": spent},
+             **({"arithmetic": out["arithmetic"]} if "arithmetic" in out else {}))
     return r
 
 
@@ -586,18 +605,16 @@ def _task_cost(spec: Mapping, n: int, classes: int, attack_ps: int, defence: str
     m, n = spec["method"], min(n, spec.get("n", n))
     losses = spec.get("losses") or ("paper", "composite")   # the default: losses_for's two
     runs = len(losses) * len(spec.get("step_sizes", (None,)))
+    fixed = (spec.get("fixed_steps") or spec.get("steps", 0)
+             if fixed_applies(spec.get("fixed_step"), spec.get("fixed_for"), defence) else 0)
     if m in ("pgd", "mim"):
-        fixed = (spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") and
-                 (spec.get("fixed_for") is None or defence in spec["fixed_for"]) else 0)
         return n * (spec["steps"] * runs + fixed) * attack_ps
     if m == "fgsm":
         return n * runs * attack_ps
     if m == "cw":
         return n * spec["steps"] * spec["searches"] * attack_ps
     if m == "multi-targeted":
-        fixed = (spec.get("fixed_steps", spec["steps"]) if spec.get("fixed_step") and
-                 (spec.get("fixed_for") is None or defence in spec["fixed_for"]) else 0)
-        losses = len(spec.get("losses", ("composite",))) + len(spec.get("more_losses", {}).get(defence, ()))
+        losses = len(spec.get("losses", ("composite",))) + len(more_losses_for(spec.get("more_losses"), defence))
         return n * (spec["steps"] * losses + fixed) * (classes - 1) * attack_ps
     if m == "nes":
         return n * spec["steps"] * spec["samples"] / 3   # forward passes only

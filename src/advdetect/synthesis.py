@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from . import attacks
-from .metrics import eroc_interval, proportion_ci
+from .metrics import proportion_ci, weighted_auc_interval
 from .objectives import class_logits
 from .objectives import raise_logit as raise_logit_objective
 from .runtime import device_of
@@ -272,7 +272,7 @@ def logit_separation(natural: torch.Tensor, perturbed: torch.Tensor) -> float:
 
 
 def logit_separation_interval(natural: torch.Tensor, perturbed: torch.Tensor, *, seed: int = 0) -> tuple[float, float]:
-    """A bootstrap 95% interval of :func:`logit_separation` (:func:`advdetect.metrics.eroc_interval` with one
-    class, the negated logit as the anomaly score)."""
+    """A bootstrap 95% interval of :func:`logit_separation` (:func:`advdetect.metrics.weighted_auc_interval`
+    with one class, the negated logit as the anomaly score)."""
     nat, per = -np.asarray(natural, float), -np.asarray(perturbed, float)
-    return eroc_interval(nat, np.zeros(len(nat), int), per, np.zeros(len(per), int), seed=seed)
+    return weighted_auc_interval(nat, np.zeros(len(nat), int), per, np.zeros(len(per), int), seed=seed)

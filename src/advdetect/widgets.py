@@ -102,7 +102,7 @@ def _threshold_widget(**kwargs):
 def asr_view(fpr: float, curves: dict, erocs: dict, title: str = ""):
     """ARCLU's operating point: ASR against the false-positive rate of the per-class thresholds, one curve per
     (model, attack) in ``curves`` (``name -> (fprs, asrs)``), with the ASR at ``fpr`` marked and listed beside
-    each model's EROC (which does not depend on the threshold)."""
+    each model's EROC (computed once, over the images eligible at the first operating point)."""
     fig, ax = plt.subplots(figsize=(10, 4.2), layout="constrained")
     lines = []
     for name, (fprs, asrs) in curves.items():
