@@ -144,8 +144,8 @@ class Arena:
         """ASR-p for every p (with the counts behind it), EROC as ARCLU's authors compute it
         (:func:`~advdetect.metrics.eroc`: the adversarial examples of the images eligible at the first p, an
         example still correctly classified counting as detected), ``"EROC, misclassified"`` (the class-weighted
-        AUC of the misclassified adversarial examples alone against the held-out benign inputs: detection
-        alone), and the per-sample success at the first p. ``x_adv`` is one set of
+        AUC of the same images' misclassified adversarial examples alone against the held-out benign inputs:
+        detection alone; NaN where none is misclassified), and the per-sample success at the first p. ``x_adv`` is one set of
         adversarial examples for every p, or ``{p: examples}`` with the examples aimed at each p (a p missing
         there takes the first p's); EROC, ``success``, ``pred``, ``score`` and ``x_adv`` in the result are those
         of the first p."""
@@ -167,11 +167,11 @@ class Arena:
             out[f"ASR-{p:g}"], succ, n = attack_success_ratio(self.y, self.clean[0], self.clean[1], pp, sp,
                                                               self.tau[p])
             out["counts"][p] = (succ, n)
-        eligible, fooled = self.eligible(), pred != self.y
+        eligible = self.eligible()
+        fooled = eligible & (pred != self.y)
         out["EROC"] = eroc(self.heldout[1], self.heldout[0], score[eligible], pred[eligible], self.y[eligible])
-        out["EROC, misclassified"] = (weighted_auc(self.heldout[1], self.heldout[0], score[fooled], pred[fooled])
-                                      if fooled.any() else float("nan"))
-        out["success"] = self.eligible() & self.criterion().success_of(pred, score, self.y)
+        out["EROC, misclassified"] = weighted_auc(self.heldout[1], self.heldout[0], score[fooled], pred[fooled])
+        out["success"] = eligible & self.criterion().success_of(pred, score, self.y)
         out["pred"], out["score"] = pred, score
         return out
 

@@ -125,55 +125,55 @@ def asr_p(p: float, heldout_scores, heldout_pred, y, clean_pred, clean_scores, a
     return attack_success_ratio(y, clean_pred, clean_scores, adv_pred, adv_scores, tau)[0]
 
 
-def weighted_auc(benign_scores, benign_pred, adv_scores, adv_pred) -> float:
-    """A class-weighted ROC AUC: per predicted class c, the AUC of telling adversarial (positive, higher anomaly
-    score) from benign inputs predicted as c, weighted by the share of adversarial inputs predicted as c. Classes
-    with adversarial inputs but no benign input are left out and the weights renormalised. Over the misclassified
-    adversarial examples only it is the book's stricter reading of EROC (detection alone, see :func:`eroc`)."""
-    bs, bp, asc, ap = _np(benign_scores), _np(benign_pred), _np(adv_scores), _np(adv_pred)
-    if len(asc) == 0:
+def _class_weighted(adv_pred, benign_pred, auc_of) -> float:
+    """The class weighting of ARCLU's EROC: per class c predicted for some adversarial input and some benign
+    input, ``auc_of(c, adversarial inputs predicted c, benign inputs predicted c)`` (boolean masks) weighted by
+    the share of adversarial inputs predicted as c; classes with no benign input are left out and the weights
+    renormalised. NaN without adversarial inputs."""
+    ap, bp = _np(adv_pred), _np(benign_pred)
+    if len(ap) == 0:
         return float("nan")
     total, weight = 0.0, 0.0
     for c in np.unique(ap):
-        a, b = asc[ap == c], bs[bp == c]
-        if len(b) == 0:
+        adv_c, benign_c = ap == c, bp == c
+        if not benign_c.any():
             continue
-        labels = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
-        auc = roc_auc_score(labels, np.concatenate([a, b]))
-        w = len(a) / len(asc)
-        total += w * auc
+        w = adv_c.sum() / len(ap)
+        total += w * auc_of(c, adv_c, benign_c)
         weight += w
     return float(total / weight) if weight else float("nan")
+
+
+def _auc(adv_scores: np.ndarray, benign_scores: np.ndarray) -> float:
+    """ROC AUC of adversarial (positive, higher anomaly score) against benign scores."""
+    labels = np.r_[np.ones(len(adv_scores)), np.zeros(len(benign_scores))]
+    return float(roc_auc_score(labels, np.r_[adv_scores, benign_scores]))
+
+
+def weighted_auc(benign_scores, benign_pred, adv_scores, adv_pred) -> float:
+    """A class-weighted ROC AUC: per predicted class c, the AUC of telling adversarial (positive, higher anomaly
+    score) from benign inputs predicted as c, weighted by the share of adversarial inputs predicted as c
+    (:func:`_class_weighted`). Over the misclassified adversarial examples only it is the book's stricter reading
+    of EROC (detection alone, see :func:`eroc`)."""
+    bs, asc = _np(benign_scores), _np(adv_scores)
+    return _class_weighted(adv_pred, benign_pred, lambda c, adv_c, benign_c: _auc(asc[adv_c], bs[benign_c]))
 
 
 def eroc(benign_scores, benign_pred, adv_scores, adv_pred, y) -> float:
     """ARCLU's expected ROC AUC as its authors compute it (their evaluation code; the paper's tables): over the
     adversarial examples of the attacked inputs that were eligible (correctly classified and accepted before the
-    attack; the caller passes those, with their true labels ``y``), per predicted class c, the ROC AUC of the
-    adversarial examples predicted as c (positive, higher anomaly score) against the benign inputs predicted as
-    c, weighted by the share of adversarial examples predicted as c. An adversarial example still classified
-    correctly (the attack failed) counts as detected: it takes the highest anomaly score among the class's
-    adversarial examples, and a class whose adversarial examples are all still correct scores 1. So EROC rewards
-    robust classification as well as detection; :func:`weighted_auc` over the misclassified examples measures
-    detection alone. Classes with no benign input are left out and the weights renormalised."""
-    bs, bp, asc, ap, yy = _np(benign_scores), _np(benign_pred), _np(adv_scores), _np(adv_pred), _np(y)
-    if len(asc) == 0:
-        return float("nan")
-    total, weight = 0.0, 0.0
-    for c in np.unique(ap):
-        in_c = ap == c
-        a, b, wrong = asc[in_c].astype(float), bs[bp == c], yy[in_c] != c
-        if len(b) == 0:
-            continue
-        w = in_c.sum() / len(asc)
-        if wrong.any():
-            a = np.where(wrong, a, a.max())
-            auc = roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b])
-        else:
-            auc = 1.0
-        total += w * auc
-        weight += w
-    return float(total / weight) if weight else float("nan")
+    attack; the caller passes those, with their true labels ``y``), the class-weighted AUC of
+    :func:`weighted_auc`, except that an adversarial example still classified correctly (the attack failed)
+    counts as detected: it takes the highest anomaly score among its class's adversarial examples, and a class
+    whose adversarial examples are all still correct scores 1. So EROC rewards robust classification as well as
+    detection; :func:`weighted_auc` over the misclassified examples measures detection alone."""
+    bs, asc, yy = _np(benign_scores), _np(adv_scores).astype(float), _np(y)
+
+    def auc_of(c, adv_c, benign_c):
+        scores, wrong = asc[adv_c], yy[adv_c] != c
+        return _auc(np.where(wrong, scores, scores.max()), bs[benign_c]) if wrong.any() else 1.0
+
+    return _class_weighted(adv_pred, benign_pred, auc_of)
 
 
 def weighted_auc_interval(benign_scores, benign_pred, adv_scores, adv_pred, *, level: float = 0.95,

@@ -640,7 +640,8 @@ def arclu_table2(cache, defences: Mapping[str, Defence], x_heldout: torch.Tensor
     """ARCLU Table 2's rows for the distance detectors ``{name: defence}`` (``"ARCLU"``, the paper's "Ours", and
     ``"L-Ben"``) under the targeted and the untargeted adaptive PGD of ``attack`` (engine keywords with ``eps``):
     accuracy, ASR-1/2/5/10 with a Wilson interval for ASR-1, EROC (and over the misclassified examples alone),
-    beside the paper's values from ``paper_rows``. Returns (DataFrame, ``{(name, row label): arclu_evaluation() result}``)."""
+    beside the paper's values from ``paper_rows``. Returns (DataFrame, ``{(name, row label): arclu_evaluation()
+    result}``)."""
     results, rows = {}, []
     for name, d in defences.items():
         paper_name = PAPER_NAMES.get(name, name)
